@@ -1,0 +1,170 @@
+"""The facts every part of spritegen shares, kept in exactly one place.
+
+Export writes an export directory by this contract, the runtime and the C++ example
+read it, training labels sprites with these class names. Nothing here imports torch
+or onnxruntime, so the runtime can use it too.
+
+Symbols in shapes: B is the batch; GB is B without guidance and 2B with
+classifier-free guidance (rows B..2B-1 then hold the unconditional context, zeros);
+C, H, W, K are in_channels, height, height and n_cfeat of the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# Context-vector order of the course's model (one-hot index = position here).
+CLASS_NAMES: tuple[str, ...] = ("hero", "non-hero", "food", "spell", "side-facing")
+
+# The file a W&B model artifact (and the bundled demo) stores its state_dict in.
+CHECKPOINT_FILE = "context_model.pth"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """ContextUnet hyperparameters, named as the course's run config names them."""
+
+    in_channels: int = 3  # RGB
+    n_feat: int = 64  # channels of the first feature map
+    n_cfeat: int = 5  # context vector length = number of classes
+    height: int = 16  # sprites are height x height
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Take the known keys of a (possibly larger) run config; ignore the rest."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: int(v) for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The course's linear beta schedule; the arrays are derived from these three."""
+
+    timesteps: int = 500  # T
+    beta1: float = 1e-4  # b_t at t = 0
+    beta2: float = 0.02  # b_t at t = T
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ScheduleConfig":
+        return cls(
+            timesteps=int(values.get("timesteps", cls.timesteps)),
+            beta1=float(values.get("beta1", cls.beta1)),
+            beta2=float(values.get("beta2", cls.beta2)),
+        )
+
+
+DDIM_DEFAULT_STEPS = 25  # the course's ddim_n
+DDPM_SAVE_RATE = 20  # the course's intermediate save rate
+
+
+def ddim_pairs(timesteps: int, n: int) -> list[tuple[int, int]]:
+    """(i, i_prev) for every DDIM step: i = T, T-s, ... while i > 0, s = T // n.
+
+    The course computes i_prev = i - s, which goes negative when n does not divide T
+    and then silently indexes the schedule from its end; we clamp the last step to 0
+    (the clean image), so n = 7 takes 8 steps and ends exactly at t = 0.
+    """
+    if not 1 <= n <= timesteps:
+        raise ValueError(f"DDIM needs 1 <= n <= {timesteps} steps, got n={n}")
+    step = timesteps // n
+    return [(i, max(i - step, 0)) for i in range(timesteps, 0, -step)]
+
+
+def ddpm_keeps(i: int, timesteps: int, save_rate: int = DDPM_SAVE_RATE) -> bool:
+    """Whether DDPM keeps the state after step i as an intermediate (the course's rule)."""
+    return i % save_rate == 0 or i == timesteps or i < 8
+
+
+# ---------------------------------------------------------------- export directory
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "spritegen-export/1"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named graph input or output: dtype and symbolic shape (see module doc)."""
+
+    name: str
+    dtype: str  # "float32" or "int64"
+    shape: tuple[str, ...]
+    doc: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "doc": self.doc}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported file: its fixed name, inputs, outputs, and how to call it."""
+
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    doc: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "doc": self.doc,
+        }
+
+
+_IMAGE = ("B", "C", "H", "W")
+_X = TensorSpec("x", "float32", _IMAGE, "current state x_i (x_T: standard normal noise)")
+_C = TensorSpec(
+    "c", "float32", ("GB", "K"),
+    "context rows for the batch; with guidance, B more rows of unconditional context (zeros)",
+)
+_W = TensorSpec("w", "float32", ("1",), "guidance weight: eps = (1+w)*eps(c) - w*eps(uncond); 0 = off")
+_Z = TensorSpec("z", "float32", _IMAGE, "standard normal noise added by this step")
+_I = TensorSpec("i", "int64", ("1",), "step index i in 1..T (the network sees t = i/T)")
+_X_PREV = TensorSpec("x_prev", "float32", _IMAGE, "state after the step (unclipped)")
+
+GRAPHS: dict[str, GraphSpec] = {
+    "unet": GraphSpec(
+        "unet.onnx",
+        inputs=(
+            TensorSpec("x", "float32", _IMAGE, "noisy image x_i"),
+            TensorSpec("t", "float32", ("B",), "normalised time i/T"),
+            TensorSpec("c", "float32", ("B", "K"), "context: one-hot, blend, or zeros"),
+        ),
+        outputs=(TensorSpec("eps", "float32", _IMAGE, "predicted noise"),),
+        doc="the noise predictor eps(x, t, c)",
+    ),
+    "ddpm_step": GraphSpec(
+        "ddpm_step.onnx",
+        inputs=(_X, _C, _I, _Z, _W),
+        outputs=(_X_PREV,),
+        doc="one DDPM step i -> i-1; call for i = T..1 with z = step_noise[i-1] (ignored at i = 1)",
+    ),
+    "ddim_step": GraphSpec(
+        "ddim_step.onnx",
+        inputs=(
+            _X, _C, _I,
+            TensorSpec("i_prev", "int64", ("1",), "index after the step (see ddim_pairs)"),
+            TensorSpec("eta", "float32", ("1",), "0 = deterministic DDIM; >0 adds eta-scaled noise"),
+            TensorSpec("z", "float32", _IMAGE, "standard normal noise; ignored when eta = 0"),
+            _W,
+        ),
+        outputs=(_X_PREV,),
+        doc="one DDIM step i -> i_prev; call for (i, i_prev) in ddim_pairs(T, n), z = step_noise[i-1]",
+    ),
+    "ddim_loop": GraphSpec(
+        "ddim_loop.onnx",
+        inputs=(TensorSpec("x", "float32", _IMAGE, "x_T: standard normal noise"), _C, _W),
+        outputs=(TensorSpec("sample", "float32", _IMAGE, "final sprites, clipped to [-1, 1]"),),
+        doc="the whole deterministic DDIM sampler with the manifest's ddim_loop_steps steps",
+    ),
+}
+FP16_UNET_FILE = "unet_fp16.onnx"  # same contract as GRAPHS["unet"], fp16 inside
+TORCHSCRIPT_FILE = "unet.ts"  # forward(x, t, c) as GRAPHS["unet"]

@@ -1,0 +1,1 @@
+"""spritegen.training: procedural sprites and the trainer of the bundled demo checkpoint."""
