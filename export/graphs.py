@@ -1,0 +1,130 @@
+"""Torch modules that fuse the sampler math with the network, for the step graphs.
+
+Each module here is traced once by the ONNX exporter; the schedule lives in buffers,
+which the exporter writes as initializers, so a caller of the exported graph passes
+only the state, the context, the step index and the noise (spritegen.contract.GRAPHS).
+The arithmetic is operation for operation that of `spritegen.export.reference`, on
+per-index coefficient tables computed with the same float32 torch ops, so a step
+graph matches the eager sampler to float32 rounding.
+
+Guidance without If nodes (CUDA graphs refuse them): c has GB = G*B rows, G in
+{1, 2}; x is tiled G times, the network runs once on the stacked batch, and
+eps = (1 + w') * eps[:B] - w' * eps[(G-1)B:GB] with w' = w * (G - 1), so w is
+exactly ignored without guidance (G = 1) and the unguided eps is returned bit for bit.
+
+Symbols: i = step index (1..T), t = i/T, ab = alpha-bar_i, ab_prev = alpha-bar_{i_prev}.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spritegen.contract import ScheduleConfig
+from spritegen.export.schedule import make_schedule
+
+
+def time_table(timesteps: int) -> torch.Tensor:
+    """t[i] = float32(i / T) for i in 0..T, rounded from float64 as reference._time does."""
+    return torch.tensor([i / timesteps for i in range(timesteps + 1)], dtype=torch.float32)
+
+
+def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for an int64 index of shape (1,): an ONNX Gather, shape (1,)."""
+    return torch.index_select(table, 0, index)
+
+
+class GuidedEps(nn.Module):
+    """eps(x, t, c) with classifier-free guidance folded in (module doc)."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]  # B
+        groups = c.shape[0] // batch  # G = GB / B, 1 or 2
+        stacked = x.repeat(groups, 1, 1, 1)  # (GB, C, H, W)
+        eps_all = self.unet(stacked, t, c)  # (GB, C, H, W); t (1,) broadcasts over GB
+        eps_cond = eps_all[:batch]  # (B, C, H, W)
+        eps_uncond = eps_all[(groups - 1) * batch:groups * batch]  # (B, C, H, W)
+        weight = w * (groups - 1)  # (1,): 0 without guidance
+        return (1 + weight) * eps_cond - weight * eps_uncond
+
+
+class _ScheduleTables(nn.Module):
+    """Float32 schedule tables as buffers (exported as initializers)."""
+
+    def __init__(self, schedule: ScheduleConfig) -> None:
+        super().__init__()
+        s = make_schedule(schedule)
+        self.register_buffer("t_table", time_table(schedule.timesteps))
+        self.register_buffer("ab_t", s.ab_t.clone())
+        # DDPM coefficients, each the reference's expression evaluated per index.
+        eps_coef = (1 - s.a_t) / (1 - s.ab_t).sqrt()  # index 0 divides by 0: never used
+        eps_coef[0] = 0
+        self.register_buffer("ddpm_eps_coef", eps_coef)
+        self.register_buffer("sqrt_a_t", s.a_t.sqrt())
+        sigma = s.b_t.sqrt()
+        sigma[:2] = 0  # no noise on the last step (i = 1); index 0 unused
+        self.register_buffer("ddpm_sigma", sigma)
+
+
+class DdpmStep(_ScheduleTables):
+    """One DDPM step i -> i-1 (Ho et al. 2020, Algorithm 2), as reference.sample_ddpm."""
+
+    def __init__(self, unet: nn.Module, schedule: ScheduleConfig) -> None:
+        super().__init__(schedule)
+        self.eps = GuidedEps(unet)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, z: torch.Tensor,
+                w: torch.Tensor) -> torch.Tensor:
+        # 1. predict the noise at t = i/T
+        eps = self.eps(x, _lookup(self.t_table, i), c, w)  # (B, C, H, W)
+        # 2. posterior mean (eq. 11), then add sigma_i * z, sigma_1 = 0
+        mean = (x - eps * _lookup(self.ddpm_eps_coef, i)) / _lookup(self.sqrt_a_t, i)
+        return mean + _lookup(self.ddpm_sigma, i) * z
+
+
+def ddim_update(x: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor, ab_prev: torch.Tensor,
+                eta: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Generalised DDIM (Song et al. 2021, eq. 12 and 16) as reference.sample_ddim writes it."""
+    # 2. sigma (eq. 16); 0 for eta = 0, which is the course's sampler
+    sigma = eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
+    # 3. x_prev = sqrt(ab_prev) * x0_pred + sqrt(1 - ab_prev - sigma^2) * eps + sigma * z
+    x0_scaled = ab_prev.sqrt() / ab.sqrt() * (x - (1 - ab).sqrt() * eps)
+    return x0_scaled + (1 - ab_prev - sigma**2).sqrt() * eps + sigma * z
+
+
+class DdimStep(_ScheduleTables):
+    """One DDIM step i -> i_prev with eta and injected noise z."""
+
+    def __init__(self, unet: nn.Module, schedule: ScheduleConfig) -> None:
+        super().__init__(schedule)
+        self.eps = GuidedEps(unet)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, i_prev: torch.Tensor,
+                eta: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # 1. predict the noise at t = i/T
+        eps = self.eps(x, _lookup(self.t_table, i), c, w)  # (B, C, H, W)
+        ab, ab_prev = _lookup(self.ab_t, i), _lookup(self.ab_t, i_prev)  # (1,), (1,)
+        return ddim_update(x, eps, ab, ab_prev, eta, z)
+
+
+class DdimBody(_ScheduleTables):
+    """A deterministic DDIM step (eta = 0): the body that ddim_loop.onnx repeats.
+
+    Unlike DdimStep it has no z input, so the loop graph needs no noise; x_prev is
+    the reference's x0_scaled + sqrt(1 - ab_prev) * eps, the eta = 0 case exactly.
+    """
+
+    def __init__(self, unet: nn.Module, schedule: ScheduleConfig) -> None:
+        super().__init__(schedule)
+        self.eps = GuidedEps(unet)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, i_prev: torch.Tensor,
+                w: torch.Tensor) -> torch.Tensor:
+        eps = self.eps(x, _lookup(self.t_table, i), c, w)  # (B, C, H, W)
+        ab, ab_prev = _lookup(self.ab_t, i), _lookup(self.ab_t, i_prev)
+        x0_scaled = ab_prev.sqrt() / ab.sqrt() * (x - (1 - ab).sqrt() * eps)
+        return x0_scaled + (1 - ab_prev).sqrt() * eps  # (B, C, H, W)
