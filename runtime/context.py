@@ -1,0 +1,142 @@
+"""Turn what a user says about classes into the float32 context rows the network reads.
+
+Accepted forms (B = number of sprites, K = number of classes):
+- None: unconditional (zero rows); B comes from `batch` (the noise's batch, or 1);
+- a class name ("hero") or a blend dict ({"hero": 1, "food": 0.6}): one row;
+- a list mixing names, blend dicts and None (unconditional): one row each;
+- an array-like of shape (B, K): used as it is (cast to float32).
+
+Weights must be finite and non-negative: a negative or NaN weight is a mistake the
+network was never trained on, so it is refused rather than silently sampled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from spritegen.errors import InputError
+
+Context = Union[None, str, Mapping[str, float], Sequence[Union[str, Mapping[str, float]]], np.ndarray]
+
+
+def make_context(context: Context, class_names: Sequence[str], batch: int | None = None) -> np.ndarray:
+    """The context as a C-contiguous float32 array (B, K); InputError on anything malformed.
+
+    `batch` is only used for `None`; other forms carry their own batch size, and a
+    given `batch` that disagrees with it is refused (so noise and context cannot be
+    silently paired wrongly).
+    """
+    names = tuple(class_names)
+    if context is None:
+        rows = np.zeros((1 if batch is None else batch, len(names)), np.float32)
+    elif isinstance(context, (str, Mapping)):
+        rows = _rows([context], names)
+    elif isinstance(context, np.ndarray) or _is_nested_numbers(context):
+        rows = _array(context, len(names))
+    elif isinstance(context, Sequence):
+        rows = _rows(list(context), names)
+    else:
+        raise InputError(f"context must be None, a class name, a blend dict, a list of those, or a (B, "
+                         f"{len(names)}) array; got {type(context).__name__}")
+    if rows.shape[0] == 0:
+        raise InputError("batch 0: ask for at least one sprite")
+    if batch is not None and rows.shape[0] != batch:
+        raise InputError(f"context has {rows.shape[0]} rows but the noise has batch {batch}; give one "
+                         "context row per sprite")
+    return rows
+
+
+def parse_blend(text: str, class_names: Sequence[str]) -> dict[str, float]:
+    """'hero=1,food=0.6' -> {'hero': 1.0, 'food': 0.6} (the CLI's --blend syntax)."""
+    blend: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise InputError(f"blend part {part!r} is not name=weight (for example hero=1,food=0.6)")
+        try:
+            blend[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"blend weight {value.strip()!r} for {name.strip()!r} is not a number") from None
+    if not blend:
+        raise InputError(f"blend {text!r} names no class (for example hero=1,food=0.6)")
+    _check_names(blend, tuple(class_names))
+    return blend
+
+
+def describe(row: np.ndarray, class_names: Sequence[str]) -> str:
+    """A short label for one context row: 'hero', 'hero 1 + food 0.6', or 'unconditional'."""
+    parts = [(name, float(w)) for name, w in zip(class_names, row) if w != 0]
+    if not parts:
+        return "unconditional"
+    if len(parts) == 1 and parts[0][1] == 1:
+        return parts[0][0]
+    return " + ".join(f"{name} {w:g}" for name, w in parts)
+
+
+def _is_nested_numbers(value: Any) -> bool:
+    """A list of lists of numbers (an array written as Python lists)."""
+    return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+            and all(isinstance(row, Sequence) and not isinstance(row, str) for row in value))
+
+
+def _array(value: Any, width: int) -> np.ndarray:
+    try:
+        rows = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"context array is not numeric ({exc})") from None
+    if rows.ndim != 2 or rows.shape[1] != width:
+        raise InputError(f"context array must have shape (B, {width}), got {rows.shape}")
+    _check_weights(rows)
+    return np.ascontiguousarray(rows)
+
+
+def _rows(items: list, names: tuple[str, ...]) -> np.ndarray:
+    rows = np.zeros((len(items), len(names)), np.float32)
+    for row, item in zip(rows, items):
+        if item is None:
+            continue  # unconditional: a zero row
+        if isinstance(item, str):
+            row[_index(item, names)] = 1.0
+        elif isinstance(item, Mapping):
+            _check_names(item, names)
+            for name, weight in item.items():
+                row[_index(name, names)] = _weight(weight, name)
+        else:
+            raise InputError(f"context item {item!r} is neither a class name, a blend dict nor None")
+    _check_weights(rows)
+    return rows
+
+
+def _index(name: str, names: tuple[str, ...]) -> int:
+    lowered = [n.lower() for n in names]
+    key = name.strip().lower()
+    if key not in lowered:
+        raise InputError(f"unknown class {name!r}; valid classes: {', '.join(names)}")
+    return lowered.index(key)
+
+
+def _check_names(blend: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    for name in blend:
+        if not isinstance(name, str):
+            raise InputError(f"blend key {name!r} is not a class name; valid classes: {', '.join(names)}")
+        _index(name, names)
+
+
+def _weight(value: Any, name: str) -> float:
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"weight {value!r} for {name!r} is not a number") from None
+    if not np.isfinite(weight) or weight < 0:
+        raise InputError(f"weight {value!r} for {name!r} must be a finite number >= 0")
+    return weight
+
+
+def _check_weights(rows: np.ndarray) -> None:
+    if not np.isfinite(rows).all():
+        raise InputError("context weights must be finite (found NaN or Inf)")
+    if (rows < 0).any():
+        raise InputError(f"context weights must be >= 0 (found {float(rows.min()):g})")

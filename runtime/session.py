@@ -1,0 +1,187 @@
+"""ONNX Runtime sessions built once, and graph inputs/outputs bound once per batch shape.
+
+Why it looks like this (speed is the product):
+- One `InferenceSession` per graph file, built once with full graph optimisation and an
+  intra-op thread pool sized to the cores this process may use. ORT's `run` is
+  thread-safe, so one session serves every thread.
+- A `Binding` is one graph call with every input and output bound to a preallocated
+  `Buffer`; a sampling loop writes the few values that change (t, the step index, the
+  step's noise) in place and calls `run()`: no per-step allocation, no rebinding.
+- CPU: each Buffer's OrtValue wraps the memory of a numpy array, so numpy reads and
+  writes what ORT sees with no copy (measured: the output lands in the bound array).
+- CUDA: Buffers live on the GPU; `push` uploads with `OrtValue.update_inplace` (same
+  address, as CUDA graphs need) and `pull` downloads. The step graphs keep x and eps on
+  the GPU for the whole loop; only the step's fresh noise (B*C*H*W floats) and the
+  8-byte step index go up per step.
+- CUDA graphs (`enable_cuda_graph`): ORT captures a graph per `gpu_graph_id` after a
+  few warm-up runs and then replays it, which requires fixed shapes and addresses (one
+  Binding = one id, never rebound), every node on the CUDA provider, no Loop/If/Scan,
+  and no concurrent `run` on the session: runs are therefore serialised by a lock
+  when CUDA graphs are on. This path is written to ORT's documented rules but could not
+  be exercised on this project's CPU-only machines (see docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from spritegen.errors import ExportDirError, InputError
+
+PROVIDERS = ("auto", "cuda", "cpu")
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+def default_threads() -> int:
+    """Cores this process may run on (cgroup/affinity aware where the OS says so)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def want_cuda(provider: str) -> bool:
+    """Whether `provider` asks for CUDA; InputError for an unknown name or a missing CUDA build."""
+    if provider not in PROVIDERS:
+        raise InputError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    has_cuda = _CUDA in ort.get_available_providers()
+    if provider == "cuda" and not has_cuda:
+        raise InputError("provider 'cuda' needs onnxruntime-gpu (pip install 'spritegen[runtime-gpu]' "
+                         "instead of 'spritegen[runtime]'); use provider='cpu' or 'auto'")
+    return provider == "cuda" or (provider == "auto" and has_cuda)
+
+
+def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
+    """Full graph optimisation, `threads` intra-op threads, spin-waiting off unless `spin`.
+
+    ORT's pool threads spin between ops by default; when other processes compete for
+    the cores, the spinning thread steals time from the working one. Measured on this
+    project's shared 2-core machine (load ~13): DDIM-25 at batch 2 took 2.9 s spinning
+    and 1.6 s without. On an idle machine spinning can save a little latency: spin=True.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # our graphs are chains: no inter-op gain
+    options.intra_op_num_threads = default_threads() if threads is None else int(threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: keep users' terminals clean
+    spinning = "1" if spin else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    return options
+
+
+@dataclass
+class Buffer:
+    """One bound tensor: an OrtValue and a host array of the same shape.
+
+    CPU: `host` is the OrtValue's own memory, so numpy reads and writes what ORT sees
+    and `push`/`pull` do nothing. CUDA: `host` is a staging copy; `push` uploads it in
+    place (same device address, as CUDA graphs need) and `pull` downloads into it.
+    """
+
+    value: ort.OrtValue
+    host: np.ndarray
+    on_device: bool
+
+    def push(self) -> None:
+        if self.on_device:
+            self.value.update_inplace(self.host)
+
+    def pull(self) -> np.ndarray:
+        if self.on_device:
+            np.copyto(self.host, self.value.numpy())
+        return self.host
+
+
+class Graph:
+    """One graph file's session and the device its buffers live on."""
+
+    def __init__(self, name: str, model: bytes, *, cuda: bool, threads: int | None,
+                 cuda_graph: bool = False, device_id: int = 0, spin: bool = False) -> None:
+        self.name, self.spin = name, spin
+        self.cuda, self.cuda_graph, self.device_id = cuda, cuda and cuda_graph, device_id
+        try:
+            self.session = self._session(model, threads)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            self.session = self._without_cuda_graph(model, threads, exc)
+        if cuda and _CUDA not in self.session.get_providers():
+            raise InputError(f"ONNX Runtime could not start CUDA for {name} (no visible GPU or CUDA/cuDNN "
+                             "libraries missing); use provider='cpu'")
+        self._run_lock = threading.Lock() if self.cuda_graph else None
+        self._graph_ids = itertools.count()
+
+    def _session(self, model: bytes, threads: int | None) -> ort.InferenceSession:
+        providers: list = [_CPU]
+        if self.cuda:
+            # use_tf32=0: fp32 convolutions stay fp32, so GPU sprites equal the reference's to
+            # float32 rounding (TF32 would trade that parity for speed).
+            cuda_options = {"device_id": str(self.device_id), "use_tf32": "0",
+                            "enable_cuda_graph": "1" if self.cuda_graph else "0"}
+            providers = [(_CUDA, cuda_options), _CPU]
+        return ort.InferenceSession(model, session_options(threads, self.spin), providers=providers)
+
+    def _without_cuda_graph(self, model: bytes, threads: int | None, first: Exception) -> ort.InferenceSession:
+        """CUDA graphs refuse graphs with nodes outside the CUDA provider: retry without them,
+        else turn ORT's failure into one line (CUDA setup on a GPU, the file on a CPU)."""
+        if self.cuda_graph:
+            self.cuda_graph = False
+            try:
+                session = self._session(model, threads)
+            except Exception:
+                session = None  # not CUDA graphs' fault: report the first failure below
+            if session is not None:
+                warnings.warn(f"CUDA graphs unavailable for {self.name} ({_first_line(first)}); running without",
+                              RuntimeWarning, stacklevel=3)
+                return session
+        if self.cuda:
+            raise InputError(f"ONNX Runtime could not load {self.name}.onnx on CUDA ({_first_line(first)}); "
+                             "check the GPU and CUDA/cuDNN libraries, or use provider='cpu'") from None
+        raise ExportDirError(f"ONNX Runtime cannot load {self.name}.onnx ({_first_line(first)}); "
+                             "re-export with spritegen-export") from None
+
+    def buffer(self, shape: tuple[int, ...], dtype: type = np.float32) -> Buffer:
+        """A new zero-filled buffer on this graph's device."""
+        host = np.zeros(shape, dtype)
+        if not self.cuda:
+            return Buffer(ort.OrtValue.ortvalue_from_numpy(host), host, on_device=False)
+        value = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, "cuda", self.device_id)
+        buffer = Buffer(value, host, on_device=True)
+        buffer.push()
+        return buffer
+
+    def bind(self, buffers: dict[str, Buffer]) -> "Binding":
+        """A Binding of every graph input and output to `buffers` (names as in contract.GRAPHS)."""
+        return Binding(self, buffers, next(self._graph_ids) if self.cuda_graph else None)
+
+
+class Binding:
+    """One graph call with fixed buffers; `run()` is the whole per-call cost."""
+
+    def __init__(self, graph: Graph, buffers: dict[str, Buffer], graph_id: int | None) -> None:
+        session = graph.session
+        self._session, self._lock = session, graph._run_lock or nullcontext()
+        self._io = session.io_binding()
+        for spec in session.get_inputs():
+            self._io.bind_ortvalue_input(spec.name, buffers[spec.name].value)
+        for spec in session.get_outputs():
+            self._io.bind_ortvalue_output(spec.name, buffers[spec.name].value)
+        self._options = ort.RunOptions()
+        if graph_id is not None:
+            self._options.add_run_config_entry("gpu_graph_id", str(graph_id))
+
+    def run(self) -> None:
+        with self._lock:
+            self._session.run_with_iobinding(self._io, self._options)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]

@@ -1,0 +1,191 @@
+"""`spritegen sample | compare | mix`: the files they write, and one-line failures that write nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from spritegen.cli import _wandb_mode, app
+from spritegen.runtime.images import to_pixels
+from tests.runtime_support import copy_export
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def export_dir(bundled_export: Path) -> Path:
+    """conftest's export of the bundled demo checkpoint (shared: never alter it)."""
+    return bundled_export
+
+
+def _run(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def _fails(result, expected: str, out_dir: Path) -> None:
+    """Exit 1, exactly `error: ...` on one stderr line, and no file left in `out_dir`."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == []
+
+
+def test_sample_writes_grid_gif_and_arrays(export_dir: Path, tmp_path: Path) -> None:
+    out, gif, npy = tmp_path / "grid.png", tmp_path / "t.gif", tmp_path / "s.npy"
+    result = _run("sample", "-e", export_dir, "--classes", "hero,food", "--num", "3", "--n", "5", "--seed", "4",
+                  "--scale", "4", "--out", out, "--gif", gif, "--npy", npy)
+    assert result.exit_code == 0, result.output
+    sprites = np.load(npy)
+    assert sprites.shape == (6, 3, 16, 16) and sprites.dtype == np.float32
+    with Image.open(out) as png:
+        assert png.format == "PNG"
+        assert png.height == 2 * (16 * 4 + 4) + 4  # 2 class rows of 64-pixel sprites, 4-pixel gaps
+        assert png.width > 3 * 16 * 4
+        # The last sprite of the last row, nearest-neighbour scaled: every 4x4 block is one pixel.
+        cell = np.asarray(png.convert("RGB"))[-4 - 64:-4, -4 - 64:-4]
+    assert np.array_equal(cell, np.kron(to_pixels(sprites[-1]), np.ones((4, 4, 1), np.uint8)))
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 1 + 5  # x_T, then the state after every DDIM step
+    assert "seed 4" in result.stdout
+
+
+def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert _run("sample", "-e", export_dir, "-c", "spell", "--num", "2", "--n", "10", "--eta", "1", "--seed", "9",
+                    "-o", tmp_path / f"{name}.png", "--npy", tmp_path / f"{name}.npy").exit_code == 0
+    assert np.load(tmp_path / "a.npy").tobytes() == np.load(tmp_path / "b.npy").tobytes()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--classes", "hero,wizard"], "unknown class 'wizard'; valid classes: hero, non-hero"),
+    (["--n", "0"], "DDIM steps n must be an integer in 1..500"),
+    (["--n", "501"], "DDIM steps n must be an integer in 1..500"),
+    (["--impl", "loop", "--n", "10"], "n=25 only"),
+    (["--out", "missing/dir/grid.png"], "does not exist"),
+])
+def test_sample_bad_input(export_dir: Path, tmp_path: Path, args: list[str], expected: str,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _fails(_run("sample", "-e", export_dir, "--num", "1", *args), expected, tmp_path)
+
+
+def test_sample_bad_export_dirs(export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    _fails(_run("sample", "-e", tmp_path / "nowhere"), "does not exist", work)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    _fails(_run("sample", "-e", foreign), "not a spritegen export", work)
+    tampered = copy_export(export_dir, tmp_path / "tampered")
+    with open(tampered / "unet.onnx", "ab") as f:
+        f.write(b"\0")
+    _fails(_run("sample", "-e", tampered), "unet.onnx does not match its manifest", work)
+
+
+def test_compare_writes_png_and_offline_wandb_table(export_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "battle.png"
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    result = _run("compare", "-e", export_dir, "--classes", "hero,food", "--num", "1", "--n", "5", "--seed", "1",
+                  "--scale", "2", "--out", out, env=env)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as png:
+        assert png.format == "PNG" and png.height > 2 * 16 * 2
+    tables = list(tmp_path.glob("wandb/offline-run-*/files/media/table/samplers_table_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["input_noise", "ddpm", "ddim", "class", "ddpm_seconds", "ddim_seconds"]
+    assert len(table["data"]) == 2
+    assert [row[3] for row in table["data"]] == ["hero", "food"]
+    assert all(row[4] > 0 and row[5] > 0 for row in table["data"])
+    run_log = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()  # the run's binary record log
+    assert b"dlai_sprite_diffusion" in run_log and b"samplers_battle" in run_log  # project and job type
+
+
+def test_compare_no_wandb_writes_only_the_png(export_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _run("compare", "-e", export_dir, "-c", "spell", "--num", "1", "--n", "3", "--no-wandb", "-o", "b.png")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png"]
+
+
+def test_wandb_mode_is_offline_unless_logged_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert _wandb_mode() == "offline"
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
+    (tmp_path / "netrc").chmod(0o600)
+    assert _wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert _wandb_mode() is None  # the user's WANDB_MODE decides
+
+
+def test_mix_rows_are_blends_and_columns_share_noise(export_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mix.png"
+    result = _run("mix", "-e", export_dir, "--from", "hero", "--to", "food", "--steps", "3", "--blend",
+                  "hero=1,food=0.6", "--blend", "spell=1", "--num", "2", "--n", "4", "--seed", "3",
+                  "--scale", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as png:
+        rows = np.asarray(png.convert("RGB"))
+    assert rows.shape[0] == 5 * (32 + 4) + 4  # 3 ramp rows + 2 blends
+    top = rows[4:36, -36:-4]  # hero, last column
+    assert not np.array_equal(top, rows[4 + 36:36 + 36, -36:-4])  # hero 0.5 + food 0.5 differs
+
+
+def test_mix_bad_blend(export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=-1"), "must be a finite number >= 0", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=1,orc=2"), "unknown class 'orc'", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--steps", "0"), "nothing to mix", tmp_path)
+
+
+# ------------------------------------------- no --export-dir: the bundled model's cache
+@pytest.fixture()
+def bundled_key() -> str:
+    """The cache key of the bundled checkpoint (sha256, 16 hex), as `spritegen` derives it."""
+    from spritegen.cli import bundled_checkpoint
+    from spritegen.errors import ExportDirError
+
+    try:
+        path = bundled_checkpoint()
+    except ExportDirError:
+        pytest.skip("the bundled demo checkpoint (export/demo/context_model.pth) is not built yet")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def test_sample_without_export_dir_uses_the_cached_export(export_dir: Path, tmp_path: Path, bundled_key: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    copy_export(export_dir, cache / "exports" / bundled_key)
+    monkeypatch.delenv("SPRITEGEN_EXPORT_DIR", raising=False)
+    result = _run("sample", "-c", "hero", "--num", "1", "--n", "3", "-o", tmp_path / "s.png",
+                  env={"SPRITEGEN_CACHE_DIR": str(cache)})
+    assert result.exit_code == 0, result.output
+    assert "creating" not in result.stderr  # found in the cache: no export run
+    assert (tmp_path / "s.png").is_file()
+
+
+def test_missing_cached_export_without_torch_is_one_clear_line(tmp_path: Path, bundled_key: str) -> None:
+    """Creating the cache needs torch; without it: one line that says what to install, exit 1."""
+    from tests.test_runtime_inputs import _NO_TORCH
+
+    (tmp_path / "sitecustomize.py").write_text(_NO_TORCH)
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "SPRITEGEN_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "spritegen.cli", "sample", "-o", str(tmp_path / "s.png")],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: ") and "pip install 'spritegen[export]'" in done.stderr
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "cache" / "exports" / bundled_key).exists()

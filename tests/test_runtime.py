@@ -1,0 +1,176 @@
+"""The runtime samples what the eager reference samples, deterministically, from any thread.
+
+All on one export (conftest's `bundled_export`) of the bundled demo checkpoint; the
+reference is `spritegen.export.reference` on the same checkpoint's eager model, fed
+the same x_T and step noise.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spritegen.contract import ddim_pairs, ddpm_keeps
+from spritegen.export import load_model
+from spritegen.export.reference import sample_ddim, sample_ddpm
+from spritegen.runtime import IMPLS, Sampler
+
+# Final sprites after a whole sampler run: the exporter's own bar for a DDIM-25 sample
+# (issue 4); float32 rounding differences between torch and ORT grow over the steps.
+SAMPLE_ATOL = 1e-3
+# The implementations run the same float32 network in different fusions (numpy update
+# vs fused graph vs unrolled graph): they differ by rounding only.
+IMPL_ATOL = 1e-4
+CONTEXT = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0.6, 0], [0, 0, 0, 0, 0]], np.float32)  # one-hot, blend, zero
+
+
+@pytest.fixture(scope="session")
+def export_dir(bundled_export: Path) -> Path:
+    """conftest's export of the bundled demo checkpoint (shared: never alter it)."""
+    return bundled_export
+
+
+@pytest.fixture(scope="session")
+def sampler(export_dir: Path) -> Sampler:
+    return Sampler.load(export_dir, provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def model() -> torch.nn.Module:
+    """The bundled checkpoint's eager model, pinned shortcut and all, as the export saw it."""
+    torch.set_num_threads(1)  # the machine is shared; one thread is as fast for batch <= 3
+    return load_model(None)
+
+
+def _noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_ddim25_equals_reference(sampler: Sampler, model: torch.nn.Module, impl: str, guidance: float) -> None:
+    noise = _noise((3, 3, 16, 16), seed=1)
+    expected, _ = sample_ddim(model, torch.from_numpy(noise), torch.from_numpy(CONTEXT), n=25, guidance=guidance)
+    got = sampler.ddim(CONTEXT, n=25, noise=noise, guidance=guidance, impl=impl)
+    error = float(np.abs(got - expected.numpy()).max())
+    print(f"DDIM-25 {impl} guidance={guidance}: max abs error {error:.2e}")
+    assert got.dtype == np.float32 and got.shape == (3, 3, 16, 16)
+    assert error <= SAMPLE_ATOL
+
+
+@pytest.fixture(scope="module")
+def ddpm_case(model: torch.nn.Module) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One eager DDPM-500 run (batch 1, a blend) shared by both implementations' tests."""
+    inputs = {"context": CONTEXT[1:2], "noise": _noise((1, 3, 16, 16), seed=2),
+              "step_noise": _noise((500, 1, 3, 16, 16), seed=3)}
+    expected, kept = sample_ddpm(model, *(torch.from_numpy(inputs[k]) for k in ("noise", "context")),
+                                 step_noise=torch.from_numpy(inputs["step_noise"]))
+    return inputs, expected.numpy(), kept.numpy()
+
+
+@pytest.mark.parametrize("impl", ["unet", "step"])
+def test_ddpm500_equals_reference(sampler: Sampler, ddpm_case: tuple, impl: str) -> None:
+    inputs, expected, expected_kept = ddpm_case
+    got, kept = sampler.ddpm(inputs["context"], noise=inputs["noise"], step_noise=inputs["step_noise"],
+                             save_rate=20, impl=impl)
+    error = float(np.abs(got - expected).max())
+    print(f"DDPM-500 {impl}: max abs error {error:.2e}")
+    assert error <= SAMPLE_ATOL
+    assert kept.shape == expected_kept.shape  # the course's keep rule, same count and order
+    # Intermediates are unclipped (|x| up to ~4 early on): the same relative bar as the sprites.
+    assert np.abs(kept - expected_kept).max() <= SAMPLE_ATOL * max(1.0, float(np.abs(kept).max()))
+
+
+@pytest.mark.parametrize("impl", ["unet", "step"])
+def test_stochastic_ddim_uneven_n_equals_reference(sampler: Sampler, model: torch.nn.Module, impl: str) -> None:
+    """eta > 0 fed the same step noise; n = 7 does not divide T (clamped last step)."""
+    noise, step_noise = _noise((2, 3, 16, 16), seed=4), _noise((500, 2, 3, 16, 16), seed=5)
+    expected, _ = sample_ddim(model, torch.from_numpy(noise), torch.from_numpy(CONTEXT[:2]), n=7, eta=0.5,
+                              step_noise=torch.from_numpy(step_noise), guidance=1.0)
+    got, kept = sampler.ddim(CONTEXT[:2], n=7, eta=0.5, noise=noise, step_noise=step_noise, guidance=1.0,
+                             save_rate=1, impl=impl)
+    assert np.abs(got - expected.numpy()).max() <= SAMPLE_ATOL
+    assert kept.shape == (len(ddim_pairs(500, 7)), 2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("guidance", [0.0, 1.5])
+def test_implementations_agree(sampler: Sampler, guidance: float) -> None:
+    noise = _noise((3, 3, 16, 16), seed=6)
+    results = {impl: sampler.ddim(CONTEXT, noise=noise, guidance=guidance, impl=impl) for impl in IMPLS}
+    for impl in ("unet", "loop"):
+        assert np.abs(results[impl] - results["step"]).max() <= IMPL_ATOL, impl
+
+
+def test_implementations_agree_on_seeded_draws(sampler: Sampler) -> None:
+    """Same seed, same draws, whichever implementation consumes them (stochastic DDIM)."""
+    a = sampler.ddim(["hero", "spell"], n=20, eta=1.0, seed=11, impl="unet")
+    b = sampler.ddim(["hero", "spell"], n=20, eta=1.0, seed=11, impl="step")
+    assert np.abs(a - b).max() <= IMPL_ATOL
+
+
+@pytest.mark.parametrize("call", ["ddpm", "ddim_eta"])
+def test_same_seed_gives_identical_bytes(sampler: Sampler, call: str) -> None:
+    def run(seed: int) -> np.ndarray:
+        if call == "ddpm":
+            return sampler.ddpm({"hero": 1, "food": 0.6}, seed=seed)
+        return sampler.ddim(["food", {"hero": 1, "food": 0.6}], n=10, eta=1.0, seed=seed)
+
+    first, again, other = run(7), run(7), run(8)
+    assert first.tobytes() == again.tobytes()
+    assert np.abs(first - other).max() > 0.1  # a different seed really draws differently
+
+
+def test_seeded_noise_can_be_shared_between_samplers(sampler: Sampler) -> None:
+    """Sampler.noise(B, seed) is the x_T a seeded call draws; injecting it changes nothing."""
+    x_T = sampler.noise(2, seed=5)
+    assert sampler.ddim(["hero", "food"], n=10, eta=1.0, noise=x_T, seed=5).tobytes() == \
+        sampler.ddim(["hero", "food"], n=10, eta=1.0, seed=5).tobytes()
+
+
+def test_context_forms_are_equivalent(sampler: Sampler) -> None:
+    noise = _noise((3, 3, 16, 16), seed=9)
+    by_array = sampler.ddim(CONTEXT, n=5, noise=noise)
+    by_names = sampler.ddim(["hero", {"food": 1, "spell": 0.6}, None], n=5, noise=noise)
+    assert by_array.tobytes() == by_names.tobytes()
+    unconditional = sampler.ddim(None, n=5, noise=noise)
+    assert unconditional.tobytes() == sampler.ddim(np.zeros((3, 5), np.float32), n=5, noise=noise).tobytes()
+
+
+def test_output_range_and_intermediates(sampler: Sampler) -> None:
+    sprites, kept = sampler.ddpm("hero", seed=1, save_rate=100)
+    assert sprites.shape == (1, 3, 16, 16) and sprites.dtype == np.float32
+    assert sprites.min() >= -1 and sprites.max() <= 1
+    assert kept.shape[0] == sum(ddpm_keeps(i, 500, 100) for i in range(500, 0, -1))
+    sprites, kept = sampler.ddim("hero", n=10, seed=1, save_rate=3)
+    assert kept.shape[0] == 4  # after steps 3, 6, 9 and the last (10)
+    assert np.array_equal(np.clip(kept[-1], -1, 1), sprites)
+
+
+def test_concurrent_calls_match_solo_calls(sampler: Sampler) -> None:
+    """One Sampler, 4 threads, mixed batch sizes and samplers: each gets its solo result."""
+    jobs = [(lambda s=s: sampler.ddim(["hero"] * (1 + s % 2), n=8, seed=s, guidance=s % 2, impl=IMPLS[s % 2]))
+            for s in range(4)]
+    solo = [job() for job in jobs]
+    results: list[np.ndarray | None] = [None] * len(jobs)
+
+    def work(k: int) -> None:
+        for _ in range(3):
+            results[k] = jobs[k]()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k, expected in enumerate(solo):
+        assert results[k].tobytes() == expected.tobytes(), k
+
+
+def test_load_reads_the_manifest(sampler: Sampler) -> None:
+    assert sampler.class_names == ("hero", "non-hero", "food", "spell", "side-facing")
+    assert sampler.timesteps == 500 and sampler.image_shape == (3, 16, 16)
+    assert sampler.provider == "cpu"
