@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,39 @@ def course_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("course") / "context_model.pth"
     torch.save(course_state_dict(make_random_model()), path)
     return path
+
+
+# A course run's config as W&B stores it (the training lesson's SimpleNamespace): the
+# hyperparameters live here, never in the .pth (the course saves a bare state_dict).
+COURSE_RUN_CONFIG = {"n_epoch": 32, "batch_size": 100, "lrate": 1e-3, "timesteps": 500, "beta1": 1e-4,
+                     "beta2": 0.02, "height": 16, "n_feat": 64, "n_cfeat": 5, "device": "cuda",
+                     "save_dir": "./data/weights/"}
+
+
+@pytest.fixture(scope="session")
+def course_run_dir(tmp_path_factory: pytest.TempPathFactory, course_checkpoint: Path) -> Path:
+    """course_checkpoint as a downloaded model artifact: context_model.pth + the run's config.json."""
+    directory = tmp_path_factory.mktemp("course_run")
+    shutil.copy(course_checkpoint, directory / "context_model.pth")
+    (directory / "config.json").write_text(json.dumps(COURSE_RUN_CONFIG))
+    return directory
+
+
+def _export_once(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path | None) -> Path:
+    """One validated export (with unet_fp16.onnx) via the exporter's Python API."""
+    from spritegen.export.exporter import export
+
+    return export(source, tmp_path_factory.mktemp(name) / "export", fp16=True).directory
+
+
+@pytest.fixture(scope="session")
+def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled demo checkpoint (load_model(None)) exported ONCE per session; never alter it."""
+    return _export_once(tmp_path_factory, "bundled_export", None)
+
+
+@pytest.fixture(scope="session")
+def course_export(tmp_path_factory: pytest.TempPathFactory, course_run_dir: Path) -> Path:
+    """course_run_dir (no shortcut key, hyperparameters only in config.json) exported ONCE per
+    session; never alter it (copy it first: tests.runtime_support.copy_export)."""
+    return _export_once(tmp_path_factory, "course_export", course_run_dir)

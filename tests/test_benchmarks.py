@@ -1,0 +1,130 @@
+"""The benchmark harness runs end to end in --quick mode and writes valid JSON, Markdown and PNG.
+
+No timing asserts (speed is what the harness reports, as ratios within one run, not what
+tests check): these tests check that every part ran, that the derived figures are
+consistent with the raw ones, and the harness's own measuring tools (peak RSS, timing
+statistics) against quantities known by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from benchmarks import procs
+from benchmarks.report import markdown
+from benchmarks.timing import measure, percentile
+
+REPO = Path(__file__).resolve().parent.parent
+CPU_ROWS = ("eager", "torchscript", "ort-unet", "ort-step", "ort-loop")
+
+
+@pytest.fixture(scope="module")
+def export_dir(course_export: Path) -> Path:
+    """The suite's shared export of the random-weight course checkpoint (with unet_fp16.onnx).
+    SPRITEGEN_BENCH_TEST_EXPORT=DIR reuses an existing export instead (a local speed knob)."""
+    if os.environ.get("SPRITEGEN_BENCH_TEST_EXPORT"):
+        return Path(os.environ["SPRITEGEN_BENCH_TEST_EXPORT"])
+    return course_export
+
+
+@pytest.fixture(scope="module")
+def quick_run(export_dir: Path, course_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("results")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--export-dir", str(export_dir),
+                           "--checkpoint", str(course_checkpoint), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, f"benchmarks.run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return {"out": out, "stdout": proc.stdout}
+
+
+def test_quick_run_writes_json_markdown_png(quick_run: dict) -> None:
+    out = quick_run["out"]
+    paths = {kind: out / f"bench-cpu-quick.{kind}" for kind in ("json", "md", "png")}
+    for path in paths.values():
+        assert path.is_file() and path.stat().st_size > 0, f"{path} missing"
+        assert f"wrote {'markdown' if path.suffix == '.md' else path.suffix[1:]}: {path}" in quick_run["stdout"]
+    record = json.loads(paths["json"].read_text())
+    assert record["format"] == "spritegen-bench/1" and record["plan"]["mode"] == "quick"
+    for key in ("cpu_model", "logical_cores", "cpu_features"):
+        assert key in record["machine"]
+    assert {"torch", "onnxruntime", "numpy"} <= set(record["versions"])
+    assert record["peak"]["gflops"] > 0 and record["flops_per_image"] > 1e8  # ~0.3 GFLOP for the course net
+    with Image.open(paths["png"]) as image:
+        assert image.format == "PNG" and image.width >= 800 and image.height >= 200
+    md = paths["md"].read_text()
+    assert md == markdown(record), "the Markdown must be rendered from the JSON record alone"
+    for name in CPU_ROWS:
+        assert record["backends"][name]["label"] in md
+
+
+def test_every_cpu_backend_measured_its_figures(quick_run: dict) -> None:
+    record = json.loads((quick_run["out"] / "bench-cpu-quick.json").read_text())
+    rows = record["backends"]
+    for name in CPU_ROWS:
+        assert rows[name]["status"] == "ok", f"{name}: {rows[name].get('reason')}"
+        assert not rows[name]["errors"], f"{name}: {rows[name]['errors']}"
+        assert rows[name]["peak_rss_mb"] > 10
+    assert {"net_b1", "net_b2", "ddim25_b1"} <= set(rows["eager"]["figures"])
+    assert "ddim25_b1" in rows["ort-loop"]["figures"] and "net_b1" not in rows["ort-loop"]["figures"]
+    # the C++ rows are measured when the binary is built, else say why not
+    for name in ("cpp-step", "cpp-loop"):
+        assert rows[name]["status"] == "ok" or rows[name].get("reason")
+
+
+def test_derived_figures_are_consistent(quick_run: dict) -> None:
+    record = json.loads((quick_run["out"] / "bench-cpu-quick.json").read_text())
+    peak, eager = record["peak"]["gflops"], record["backends"]["eager"]["figures"]
+    for name in CPU_ROWS:
+        for key, t in record["backends"][name]["figures"].items():
+            assert t["min_ms"] <= t["median_ms"] <= t["p90_ms"]
+            assert math.isclose(t["gflops"], t["flops"] / (t["median_ms"] * 1e6), rel_tol=1e-9)
+            assert math.isclose(t["x_roofline"], t["median_ms"] / (t["flops"] / (peak * 1e6)), rel_tol=1e-9)
+            assert math.isclose(t["speedup"], eager[key]["median_ms"] / t["median_ms"], rel_tol=1e-9)
+    assert record["backends"]["eager"]["figures"]["net_b1"]["speedup"] == 1.0
+    targets = {t["target"]: t for t in record["targets"]}
+    assert any("cold start" in name for name in targets)
+    cold = record["coldstart"]
+    assert cold["runtime"]["ok"] and cold["eager"]["ok"], cold
+    assert record["sweep"]["runtime"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--export-dir", "{tmp}"], "manifest.json"),
+    (["--backends", "eager,warp-drive"], "unknown backend(s) warp-drive"),
+])
+def test_bad_arguments_fail_with_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", *argv],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode != 0 and says in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_peak_rss_is_the_childs_own(tmp_path: Path) -> None:
+    """A child that touches 300 MB reports at least that; a later small child is not charged for it."""
+    big = procs.run([sys.executable, "-c", "b = bytearray(300 * 2**20)"], timeout_s=60, log_path=tmp_path / "a")
+    small = procs.run([sys.executable, "-c", "pass"], timeout_s=60, log_path=tmp_path / "b")
+    assert big.ok and small.ok
+    assert big.peak_rss_mb >= 300
+    assert small.peak_rss_mb < 150  # an empty interpreter; RUSAGE_CHILDREN would report >= 300 here
+
+
+def test_child_past_its_deadline_is_stopped(tmp_path: Path) -> None:
+    done = procs.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5, log_path=tmp_path / "l")
+    assert done.returncode is None and done.wall_s < 10
+
+
+def test_measure_counts_and_orders() -> None:
+    calls = []
+    timing = measure(lambda: calls.append(1), reps=7, warmup=3)
+    assert len(calls) == 10 and timing.reps == 7 and timing.warmup == 3
+    assert timing.min_ms <= timing.median_ms <= timing.p90_ms
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0 and percentile([1.0, 2.0], 90) == pytest.approx(1.9)

@@ -1,0 +1,226 @@
+"""Hostile input: drawn contexts, batches and seeds, and corrupted export directories.
+
+Property: for any finite, valid request the runtime returns float32 sprites of the
+right shape, finite and in [-1, 1], that agree with the eager reference sampler fed
+the same noise. Corruption: a truncated ONNX file, a hand-edited manifest and a model
+file swapped in from another export are each refused with one clear ExportDirError
+line before anything is sampled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spritegen.contract import CLASS_NAMES, GRAPHS, MANIFEST_FILE
+from spritegen.errors import ExportDirError
+from spritegen.export.checkpoint import load_model, sha256_file
+from spritegen.export.reference import sample_ddim
+from spritegen.runtime import Sampler
+
+# 1e-3: the fp32 bound on final sprites (issue 5), times (1 + 2w) with guidance w as in
+# tests/test_parity.py (guidance scales float32 rounding); a convention slip moves sprites by >= 1e-2.
+AGREEMENT = 1e-3
+
+
+@pytest.fixture(scope="module")
+def course(course_export: Path, course_run_dir: Path) -> tuple[Sampler, torch.nn.Module]:
+    return Sampler.load(course_export, provider="cpu"), load_model(course_run_dir)
+
+
+# ------------------------------------------------------------------ strategies
+weights = st.floats(min_value=0.0, max_value=8.0, allow_nan=False, allow_subnormal=True)
+one_hot = st.sampled_from(CLASS_NAMES)
+blend = st.dictionaries(st.sampled_from(CLASS_NAMES), weights, min_size=1, max_size=len(CLASS_NAMES))
+row_item = st.one_of(one_hot, blend, st.none(), st.lists(weights, min_size=5, max_size=5))
+
+
+def _row(item: Any) -> list[float]:
+    """The context row a request item means, written here independently of the runtime."""
+    if item is None:
+        return [0.0] * len(CLASS_NAMES)
+    if isinstance(item, str):
+        return [float(name == item) for name in CLASS_NAMES]
+    if isinstance(item, dict):
+        return [float(item.get(name, 0.0)) for name in CLASS_NAMES]
+    return [float(w) for w in item]
+
+
+def _request(items: list[Any], as_array: bool) -> Any:
+    """The runtime's form: an array (B, K), or a list of names / blend dicts / None."""
+    if as_array or any(isinstance(item, list) for item in items):
+        return np.array([_row(item) for item in items], np.float32)
+    return items
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(row_item, min_size=1, max_size=9), as_array=st.booleans(),
+       seed=st.integers(0, 2**32 - 1), n=st.sampled_from([1, 2, 3, 7]),
+       impl=st.sampled_from(["unet", "step", "loop"]),
+       guidance=st.one_of(st.none(), st.floats(0.0, 6.0)), eta=st.sampled_from([0.0, 0.3, 1.0]))
+def test_runtime_agrees_with_reference_on_drawn_requests(course, items, as_array, seed, n, impl, guidance,
+                                                         eta) -> None:
+    sampler, model = course
+    batch = len(items)
+    if impl == "loop":  # the loop graph is deterministic DDIM with its baked-in n
+        n, eta = sampler.manifest.ddim_loop_steps, 0.0
+    noise = sampler.noise(batch, seed)  # the x_T the runtime draws from `seed`
+    step_noise = None
+    kwargs: dict[str, Any] = dict(n=n, eta=eta, guidance=guidance, impl=impl)
+    if eta > 0:  # stochastic DDIM: inject the step noise so the reference sees the same draws
+        step_noise = np.random.default_rng(seed).standard_normal((sampler.timesteps, *noise.shape), np.float32)
+        kwargs.update(noise=noise, step_noise=step_noise)
+    else:
+        kwargs.update(seed=seed)
+    got = sampler.ddim(_request(items, as_array), **kwargs)
+
+    assert got.dtype == np.float32 and got.shape == (batch, *sampler.image_shape)
+    assert np.isfinite(got).all() and np.abs(got).max() <= 1.0
+    rows = torch.tensor([_row(item) for item in items])
+    want, _ = sample_ddim(model, torch.from_numpy(noise), rows, n=n, eta=eta, guidance=guidance or 0.0,
+                          step_noise=None if step_noise is None else torch.from_numpy(step_noise))
+    error = float(np.abs(got.astype(np.float64) - want.numpy()).max())
+    limit = AGREEMENT * (1 + 2 * (guidance or 0.0))
+    assert error <= limit, f"runtime vs reference: max abs error {error:.3g} > {limit:g}"
+
+
+# --------------------------------------------------------------- corrupted files
+def _copy(export: Path, tmp_path: Path) -> Path:
+    """A private copy to damage: the session's shared export stays intact."""
+    return Path(shutil.copytree(export, tmp_path / "export"))
+
+
+def _manifest(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / MANIFEST_FILE).read_text())
+
+
+def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+
+
+def _rehash(directory: Path, file: str) -> None:
+    """Update the manifest's sha256 of `file` as a hand edit would (so the hash check passes)."""
+    manifest = _manifest(directory)
+    entry = manifest["files"][file]
+    if isinstance(entry, dict):
+        entry["sha256"] = sha256_file(directory / file)
+    else:
+        manifest["files"][file] = sha256_file(directory / file)
+    _write_manifest(directory, manifest)
+
+
+def _refused(directory: Path, *words: str) -> str:
+    """Sampler.load must raise ExportDirError with one line naming what is wrong."""
+    with pytest.raises(ExportDirError) as caught:
+        Sampler.load(directory, provider="cpu")
+    message = str(caught.value)
+    assert "\n" not in message and message.strip()
+    for word in words:
+        assert word in message, f"message lacks {word!r}: {message}"
+    return message
+
+
+GRAPH_FILES = [spec.file for spec in GRAPHS.values()]
+
+
+@pytest.mark.parametrize("file", GRAPH_FILES)
+def test_truncated_onnx_file_is_refused(course_export: Path, tmp_path: Path, file: str) -> None:
+    directory = _copy(course_export, tmp_path)
+    data = (directory / file).read_bytes()
+    (directory / file).write_bytes(data[: len(data) // 2])
+    _refused(directory, file)
+
+
+def _use(sampler: Sampler, file: str) -> object:
+    """A call that needs `file` (sessions other than the default one open on first use)."""
+    calls = {
+        "unet.onnx": lambda: sampler.ddim("hero", n=2, seed=0, impl="unet"),
+        "ddpm_step.onnx": lambda: sampler.ddpm("hero", seed=0, impl="step"),
+        "ddim_step.onnx": lambda: sampler.ddim("hero", n=2, seed=0, impl="step"),
+        "ddim_loop.onnx": lambda: sampler.ddim("hero", n=sampler.manifest.ddim_loop_steps, seed=0, impl="loop"),
+    }
+    return calls[file]()
+
+
+@pytest.mark.parametrize("file", GRAPH_FILES)
+def test_truncated_onnx_file_with_rehashed_manifest_is_refused(course_export: Path, tmp_path: Path,
+                                                               file: str) -> None:
+    """Truncated and the manifest's hash edited to match: ONNX Runtime's parse error must
+    surface as one ExportDirError line naming the graph, at load or at the first call that
+    needs the file, never as a raw error and never with sprites."""
+    directory = _copy(course_export, tmp_path)
+    data = (directory / file).read_bytes()
+    (directory / file).write_bytes(data[: len(data) // 2])
+    _rehash(directory, file)
+    with pytest.raises(ExportDirError) as caught:
+        _use(Sampler.load(directory, provider="cpu"), file)
+    message = str(caught.value)
+    assert "\n" not in message and file.removesuffix(".onnx") in message, message
+
+
+def _edit_schedule(manifest: dict[str, Any]) -> None:
+    manifest["schedule"]["ab_t"][250] *= 1.01
+
+
+def _edit_beta2(manifest: dict[str, Any]) -> None:
+    manifest["schedule"]["beta2"] = 0.03
+
+
+def _swap_classes(manifest: dict[str, Any]) -> None:
+    names = manifest["class_names"]
+    names[0], names[2] = names[2], names[0]
+
+
+def _edit_height(manifest: dict[str, Any]) -> None:
+    manifest["model"]["hyperparameters"]["height"] = 32
+
+
+def _edit_loop_steps(manifest: dict[str, Any]) -> None:
+    manifest["ddim_loop_steps"] = 50
+
+
+def _edit_hash(manifest: dict[str, Any]) -> None:
+    entry = manifest["files"]["unet.onnx"]
+    entry["sha256"] = "0" * 64
+
+
+MANIFEST_EDITS = {
+    "schedule-array": _edit_schedule,  # the numpy update would silently use a wrong alpha-bar
+    "schedule-beta2": _edit_beta2,  # parameters no longer match the arrays or the step graphs
+    "class-order": _swap_classes,  # "hero" would silently sample food
+    "height": _edit_height,  # buffers of the wrong shape
+    "loop-steps": _edit_loop_steps,  # impl="loop" would accept n=50 and run the 25-step graph
+    "file-hash": _edit_hash,
+}
+
+
+@pytest.mark.parametrize("edit", list(MANIFEST_EDITS))
+def test_hand_edited_manifest_is_refused(course_export: Path, tmp_path: Path, edit: str) -> None:
+    directory = _copy(course_export, tmp_path)
+    manifest = _manifest(directory)
+    MANIFEST_EDITS[edit](manifest)
+    _write_manifest(directory, manifest)
+    _refused(directory, MANIFEST_FILE if edit != "file-hash" else "unet.onnx")
+
+
+def test_manifest_with_broken_json_is_refused(course_export: Path, tmp_path: Path) -> None:
+    directory = _copy(course_export, tmp_path)
+    text = (directory / MANIFEST_FILE).read_text()
+    (directory / MANIFEST_FILE).write_text(text[: len(text) // 2])
+    _refused(directory, MANIFEST_FILE)
+
+
+@pytest.mark.parametrize("file", GRAPH_FILES)
+def test_model_file_swapped_from_another_export_is_refused(course_export: Path, bundled_export: Path,
+                                                           tmp_path: Path, file: str) -> None:
+    directory = _copy(course_export, tmp_path)
+    shutil.copy(bundled_export / file, directory / file)
+    _refused(directory, file)
