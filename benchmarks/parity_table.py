@@ -1,6 +1,6 @@
-"""Run the parity matrix and write docs/parity.md: measured maximum errors, generated, never typed.
+"""Run the parity matrix; write its measured maximum errors to docs/parity.md and README.md (generated, never typed).
 
-    python -m benchmarks.parity_table [--out docs/parity.md] [--only SUBSTRING] [--suites]
+    python -m benchmarks.parity_table [--out docs/parity.md] [--readme README.md] [--only SUBSTRING] [--suites]
 
 It exports the bundled demo checkpoint and a course-format checkpoint (the test
 fixtures' recipe), measures every (case, path, quantity) item of
@@ -190,6 +190,8 @@ def write_section(doc: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "parity.md")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                        help="also put the worst-error-per-path table between the markers of this file")
     parser.add_argument("--only", help="measure only cases whose id contains this")
     parser.add_argument("--suites", action="store_true", help="also time each parity test file under pytest")
     args = parser.parse_args(argv)
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.suites:
         parts.update({f"pytest {k}" : v for k, v in time_suites().items()})
     write_section(args.out, render(rows, reference, parts))
+    write_section(args.readme, "\n".join(_summary(rows)))
     failed = [r for r in rows if not r.passed]
     print(f"wrote {args.out}: {len(rows)} items, {len(failed)} beyond tolerance")
     return 1 if failed else 0

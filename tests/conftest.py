@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,15 @@ import torch
 
 from spritegen.contract import ModelConfig
 from spritegen.export.model import SHORTCUT_KEYS, ContextUnet
+
+
+@pytest.fixture(autouse=True)
+def _fresh_wandb_settings() -> Iterator[None]:
+    """wandb caches its settings (WANDB_DIR, WANDB_MODE) in a process-wide singleton at the
+    first run; tearing it down after each test lets every W&B test see its own tmp dir."""
+    yield
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
 
 
 def make_random_model(seed: int = 1234, config: ModelConfig = ModelConfig()) -> ContextUnet:
