@@ -7,7 +7,6 @@ the same x_T and step noise.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from spritegen.contract import ddim_pairs, ddpm_keeps
 from spritegen.export import load_model
 from spritegen.export.reference import sample_ddim, sample_ddpm
 from spritegen.runtime import IMPLS, Sampler
+from tests.runtime_support import run_in_threads
 
 # Final sprites after a whole sampler run: the exporter's own bar for a DDIM-25 sample
 # (issue 4); float32 rounding differences between torch and ORT grow over the steps.
@@ -155,17 +155,7 @@ def test_concurrent_calls_match_solo_calls(sampler: Sampler) -> None:
     jobs = [(lambda s=s: sampler.ddim(["hero"] * (1 + s % 2), n=8, seed=s, guidance=s % 2, impl=IMPLS[s % 2]))
             for s in range(4)]
     solo = [job() for job in jobs]
-    results: list[np.ndarray | None] = [None] * len(jobs)
-
-    def work(k: int) -> None:
-        for _ in range(3):
-            results[k] = jobs[k]()
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_in_threads(jobs)
     for k, expected in enumerate(solo):
         assert results[k].tobytes() == expected.tobytes(), k
 

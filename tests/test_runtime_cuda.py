@@ -8,7 +8,6 @@ for the eager reference: 1e-3 absolute on final sprites.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 
 from spritegen.errors import InputError
 from spritegen.runtime import Sampler
+from tests.runtime_support import run_in_threads
 
 pytestmark = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                 reason="needs onnxruntime-gpu (pip install 'spritegen[runtime-gpu]') and a GPU")
@@ -64,16 +64,6 @@ def test_interleaved_batch_sizes_and_threads(gpu: Sampler) -> None:
     """One captured graph per batch shape: interleaving shapes and threads changes nothing."""
     jobs = [lambda b=b: gpu.ddim(["hero"] * b, n=10, eta=0.5, seed=b) for b in (1, 3, 1, 5)]
     solo = [job() for job in jobs]
-    results: list = [None] * len(jobs)
-
-    def work(k: int) -> None:
-        for _ in range(3):
-            results[k] = jobs[k]()
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_in_threads(jobs)
     for k, expected in enumerate(solo):
         assert results[k].tobytes() == expected.tobytes(), k
