@@ -70,12 +70,27 @@ class _ScheduleTables(nn.Module):
         self.register_buffer("ddpm_sigma", sigma)
 
 
-class DdpmStep(_ScheduleTables):
-    """One DDPM step i -> i-1 (Ho et al. 2020, Algorithm 2), as reference.sample_ddpm."""
+class _FusedStep(_ScheduleTables):
+    """The schedule tables plus the guided network: what every fused graph is made of."""
 
     def __init__(self, unet: nn.Module, schedule: ScheduleConfig) -> None:
         super().__init__(schedule)
         self.eps = GuidedEps(unet)
+
+    def _ddim_inputs(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, i_prev: torch.Tensor,
+                     w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """eps at t = i/T (B, C, H, W), then ab and ab_prev (1,): what a DDIM update needs."""
+        eps = self.eps(x, _lookup(self.t_table, i), c, w)
+        return eps, _lookup(self.ab_t, i), _lookup(self.ab_t, i_prev)
+
+
+def _x0_scaled(x: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor, ab_prev: torch.Tensor) -> torch.Tensor:
+    """sqrt(ab_prev) * x0_pred, written as reference.sample_ddim writes it."""
+    return ab_prev.sqrt() / ab.sqrt() * (x - (1 - ab).sqrt() * eps)
+
+
+class DdpmStep(_FusedStep):
+    """One DDPM step i -> i-1 (Ho et al. 2020, Algorithm 2), as reference.sample_ddpm."""
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, z: torch.Tensor,
                 w: torch.Tensor) -> torch.Tensor:
@@ -92,39 +107,27 @@ def ddim_update(x: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor, ab_prev: t
     # 2. sigma (eq. 16); 0 for eta = 0, which is the course's sampler
     sigma = eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
     # 3. x_prev = sqrt(ab_prev) * x0_pred + sqrt(1 - ab_prev - sigma^2) * eps + sigma * z
-    x0_scaled = ab_prev.sqrt() / ab.sqrt() * (x - (1 - ab).sqrt() * eps)
-    return x0_scaled + (1 - ab_prev - sigma**2).sqrt() * eps + sigma * z
+    return _x0_scaled(x, eps, ab, ab_prev) + (1 - ab_prev - sigma**2).sqrt() * eps + sigma * z
 
 
-class DdimStep(_ScheduleTables):
+class DdimStep(_FusedStep):
     """One DDIM step i -> i_prev with eta and injected noise z."""
-
-    def __init__(self, unet: nn.Module, schedule: ScheduleConfig) -> None:
-        super().__init__(schedule)
-        self.eps = GuidedEps(unet)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, i_prev: torch.Tensor,
                 eta: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # 1. predict the noise at t = i/T
-        eps = self.eps(x, _lookup(self.t_table, i), c, w)  # (B, C, H, W)
-        ab, ab_prev = _lookup(self.ab_t, i), _lookup(self.ab_t, i_prev)  # (1,), (1,)
+        eps, ab, ab_prev = self._ddim_inputs(x, c, i, i_prev, w)  # (B, C, H, W), (1,), (1,)
         return ddim_update(x, eps, ab, ab_prev, eta, z)
 
 
-class DdimBody(_ScheduleTables):
+class DdimBody(_FusedStep):
     """A deterministic DDIM step (eta = 0): the body that ddim_loop.onnx repeats.
 
     Unlike DdimStep it has no z input, so the loop graph needs no noise; x_prev is
     the reference's x0_scaled + sqrt(1 - ab_prev) * eps, the eta = 0 case exactly.
     """
 
-    def __init__(self, unet: nn.Module, schedule: ScheduleConfig) -> None:
-        super().__init__(schedule)
-        self.eps = GuidedEps(unet)
-
     def forward(self, x: torch.Tensor, c: torch.Tensor, i: torch.Tensor, i_prev: torch.Tensor,
                 w: torch.Tensor) -> torch.Tensor:
-        eps = self.eps(x, _lookup(self.t_table, i), c, w)  # (B, C, H, W)
-        ab, ab_prev = _lookup(self.ab_t, i), _lookup(self.ab_t, i_prev)
-        x0_scaled = ab_prev.sqrt() / ab.sqrt() * (x - (1 - ab).sqrt() * eps)
-        return x0_scaled + (1 - ab_prev).sqrt() * eps  # (B, C, H, W)
+        eps, ab, ab_prev = self._ddim_inputs(x, c, i, i_prev, w)
+        return _x0_scaled(x, eps, ab, ab_prev) + (1 - ab_prev).sqrt() * eps  # (B, C, H, W)
