@@ -31,7 +31,7 @@ class Setup:
     checkpoint: str | None  # load_model source for the eager rows (None: the bundled demo)
     threads: int | None  # intra-op threads for torch and ORT (None: each library's default)
     cpp_binary: str | None = None  # the C++ example's executable, when built
-    ort_spin: bool = False  # ORT rows: Sampler.load(spin=True), threads spin-wait between ops
+    ort_spin: bool = True  # ORT rows and the C++ program: threads spin-wait between ops (the runtime default)
     extra: dict = field(default_factory=dict)
 
 
@@ -71,6 +71,8 @@ BACKENDS: tuple[Backend, ...] = (
             (("impl", "step"),)),
     Backend("ort-loop", "ONNX Runtime: whole DDIM loop graph", "cpu", "benchmarks.ort_backends:sampler",
             (("impl", "loop"),)),
+    Backend("ort-int8", "ONNX Runtime int8 (opt-in): unet_int8.onnx + numpy update", "cpu",
+            "benchmarks.ort_backends:sampler", (("impl", "unet"), ("precision", "int8"))),
     Backend("cpp-step", "C++ program: ddim_step.onnx", "cpu", "benchmarks.cpp_backend:cpp", (("graph", "step"),)),
     Backend("cpp-loop", "C++ program: ddim_loop.onnx", "cpu", "benchmarks.cpp_backend:cpp", (("graph", "loop"),)),
     Backend("eager-cuda", "eager PyTorch CUDA", "cuda", "benchmarks.torch_backends:eager"),

@@ -43,7 +43,7 @@ class External:
 class CppRunner:
     def __init__(self, binary: Path, setup: Setup, graph: str) -> None:
         self.binary, self.setup, self.graph = binary, setup, graph
-        self._info = {"binary": str(binary), "graph": graph, "threads": setup.threads}
+        self._info = {"binary": str(binary), "graph": graph, "threads": setup.threads, "spin": setup.ort_spin}
 
     def net(self, batch: int) -> None:
         return None
@@ -55,6 +55,8 @@ class CppRunner:
                    "--graph", self.graph, "--num", "1", "--seed", "0"]
         if self.setup.threads:
             command += ["--threads", str(self.setup.threads)]
+        if self.setup.ort_spin:  # as the Python rows (the C++ example itself defaults to no spinning)
+            command += ["--spin"]
         return External(command, self._info)
 
     def ddpm(self, batch: int) -> None:

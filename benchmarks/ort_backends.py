@@ -10,7 +10,8 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.backends import Setup, Unavailable, Work
-from spritegen.runtime import Sampler
+from spritegen.contract import UNET_FILES
+from spritegen.runtime import Sampler, load_manifest
 from spritegen.runtime.session import Graph
 
 _CUDA = "CUDAExecutionProvider"
@@ -30,12 +31,14 @@ class SamplerRunner:
         return noise, self.sampler.context([self.sampler.class_names[0]] * batch)
 
     def net(self, batch: int) -> Work | None:
-        """One unet.onnx call with IO bound once: the runtime's per-step network cost."""
+        """One call of the sampler's network file (unet.onnx, or unet_int8.onnx for int8) with
+        IO bound once: the runtime's per-step network cost."""
         if self.impl != "unet":
             return None  # the same unet graph: one row reports it
         if self._unet is None:
             manifest = self.sampler.manifest
-            self._unet = Graph("unet", manifest.read_graph("unet"), cuda=self.sampler.cuda,
+            model = manifest.read_file(UNET_FILES[self.sampler.precision])
+            self._unet = Graph("unet", model, cuda=self.sampler.cuda,
                                threads=self.sampler.threads, cuda_graph=self.sampler.cuda_graph,
                                spin=self.sampler.spin)
         shape = (batch, *self.sampler.image_shape)
@@ -66,16 +69,20 @@ class SamplerRunner:
 
     def info(self) -> dict:
         return {"onnxruntime": ort.__version__, "provider": self.sampler.provider, "impl": self.impl,
+                "precision": self.sampler.precision,
                 "threads": self.sampler.threads, "spin": self.sampler.spin,
                 "cuda_graph": self.sampler.cuda and self.sampler.cuda_graph}
 
 
-def sampler(setup: Setup, device: str, impl: str) -> SamplerRunner:
-    """The runtime's Sampler on `device` with step implementation `impl`."""
+def sampler(setup: Setup, device: str, impl: str, precision: str = "fp32") -> SamplerRunner:
+    """The runtime's Sampler on `device` with step implementation `impl` and network `precision`."""
     if device == "cuda" and _CUDA not in ort.get_available_providers():
         raise Unavailable(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
                           "(install onnxruntime-gpu; see docs/benchmarks.md)")
-    s = Sampler.load(setup.export_dir, provider=device, threads=setup.threads, impl=impl, spin=setup.ort_spin)
+    if UNET_FILES[precision] not in load_manifest(setup.export_dir).sha256:
+        raise Unavailable(f"the export has no {UNET_FILES[precision]} (spritegen-export --{precision})")
+    s = Sampler.load(setup.export_dir, provider=device, threads=setup.threads, impl=impl, spin=setup.ort_spin,
+                     precision=precision)
     if impl == "loop" and not s.manifest.has("ddim_loop"):
         raise Unavailable("the export has no ddim_loop.onnx")
     return SamplerRunner(s, impl)

@@ -90,7 +90,7 @@ def quick_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
         coldstart_reps=1,
         sweep_reps=(5, 2),
         sweep_batches=(1, 2),
-        sweep_configs=("runtime", "spin"),
+        sweep_configs=("runtime", "no-spin"),
         peak_size=256,
         peak_reps=3,
         worker_timeout_s=300,  # a safety net for an overloaded machine, not a budget

@@ -102,7 +102,8 @@ def markdown(record: dict) -> str:
         "",
         f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores; {m.get('gpu') or 'no GPU'}. "
         f"{record['started']}. torch {record['versions'].get('torch', '-')}, "
-        f"onnxruntime {record['versions'].get('onnxruntime', '-')}. Threads: {record['threads'] or 'library default'}.",
+        f"onnxruntime {record['versions'].get('onnxruntime', '-')}. Threads: {record['threads'] or 'library default'}, "
+        f"ORT spin-waiting {'on' if record.get('ort_spin', True) else 'off'}.",
         f"fp32 matmul peak measured in this run: {record['peak']['gflops']:.0f} GFLOP/s "
         f"({record['peak']['source']}; " + ", ".join(f"{k} {v:.0f}" for k, v in record['peak']['all'].items())
         + f"). Network: {record['flops_per_image'] / 1e9:.3f} GFLOP per image per call.",
@@ -178,13 +179,6 @@ def _sweep_table(record: dict) -> list[str]:
             continue
         cells = [f"{s['figures'][k]['median_ms']:.3g} / {s['figures'][k]['p90_ms']:.3g}" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['doc']} |")
-    for name, s in sweep.items():
-        q = s.get("quality")
-        if q:
-            lines += ["", f"{name} sample quality: DDIM-25 sprites vs fp32 from the same noise ({q['sprites']} sprites): "
-                      f"mean {q['mean_levels']:.2f} and p99 {q['p99_levels']:.1f} of 255 levels, "
-                      f"{100 * q['pixels_off_by_more_than_8_levels']:.1f}% of values off by more than 8 levels, "
-                      f"max {q['max_abs']:.3f} in [-1, 1] units."]
     return lines
 
 

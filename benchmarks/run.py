@@ -41,8 +41,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="which table of backends to run")
     p.add_argument("--backends", help="comma-separated subset of backends (default: all of --device)")
     p.add_argument("--threads", type=int, help="intra-op threads for torch and ORT (default: each library's)")
-    p.add_argument("--ort-spin", action="store_true",
-                   help="ORT rows with spin-waiting threads (Sampler.load(spin=True)); faster on idle cores")
+    p.add_argument("--no-spin", dest="ort_spin", action="store_false",
+                   help="ORT rows and the C++ program without spin-waiting threads (Sampler.load(spin=False)), "
+                   "as on cores shared with other busy work")
     p.add_argument("--cpp-binary", help="the C++ example (default: build/cpp/spritegen_cpp if built)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: coldstart,sweep,profile")
     return p.parse_args(argv)
@@ -53,27 +54,27 @@ def log(message: str, t0: float = time.perf_counter()) -> None:
 
 
 def ensure_export(args: argparse.Namespace, work: Path) -> str:
-    """The export directory to measure: --export-dir; else the CLI's cached export of the
-    bundled model (what `spritegen sample` uses); else, for --checkpoint, an export of it
-    (with unet_fp16.onnx) cached under spritegen's cache directory. Exporting runs once."""
+    """The export directory to measure: --export-dir; else an export of --checkpoint (default:
+    the bundled demo) with unet_fp16.onnx and unet_int8.onnx, cached under spritegen's cache
+    directory by the checkpoint's sha256 (so the int8 and fp16 rows run). Exporting runs once."""
     if args.export_dir:
         if not (Path(args.export_dir) / MANIFEST_FILE).is_file():
             raise SystemExit(f"error: {args.export_dir} has no {MANIFEST_FILE}; make one with spritegen-export")
         return args.export_dir
-    from spritegen.cli import cache_dir, default_export
+    from spritegen.cli import bundled_checkpoint, cache_dir
 
-    if not args.checkpoint:
-        return str(default_export())
-    digest = hashlib.sha256(Path(args.checkpoint).read_bytes() if Path(args.checkpoint).is_file()
-                            else args.checkpoint.encode()).hexdigest()[:16]
+    checkpoint = Path(args.checkpoint) if args.checkpoint else bundled_checkpoint()
+    digest = hashlib.sha256(checkpoint.read_bytes() if checkpoint.is_file()
+                            else str(args.checkpoint).encode()).hexdigest()[:16]
     target = cache_dir() / "bench-exports" / digest
     if (target / MANIFEST_FILE).is_file():
         return str(target)
-    log(f"exporting {args.checkpoint} into {target} (once)")
-    code = f"from spritegen.export.exporter import export; export({args.checkpoint!r}, {str(target)!r}, fp16=True)"
+    log(f"exporting {checkpoint} into {target} with --fp16 --int8 (once)")
+    code = (f"from spritegen.export.exporter import export; "
+            f"export({args.checkpoint!r}, {str(target)!r}, fp16=True, int8=True)")
     done = procs.run([sys.executable, "-c", code], timeout_s=900, log_path=work / "export.log")
     if not done.ok:
-        raise SystemExit(f"error: exporting {args.checkpoint} failed (exit {done.returncode}):\n{done.log[-1500:]}")
+        raise SystemExit(f"error: exporting {checkpoint} failed (exit {done.returncode}):\n{done.log[-1500:]}")
     return str(target)
 
 

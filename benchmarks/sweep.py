@@ -9,7 +9,6 @@ would otherwise steal cycles from the next). "runtime" is exactly
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import onnxruntime as ort
 
 from benchmarks.backends import model_config
 from benchmarks.timing import measure
-from spritegen.contract import FP16_UNET_FILE, GRAPHS
+from spritegen.contract import FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE
 from spritegen.runtime.session import session_options
 
 
@@ -31,23 +30,20 @@ class Config:
     entries: dict = field(default_factory=dict)  # session config entries
     file: str = GRAPHS["unet"].file
     plain: bool = False  # ORT's SessionOptions() untouched
-    int8: bool = False  # quantize unet.onnx first (benchmarks.int8) and measure the sprites' error
 
 
 CONFIGS: tuple[Config, ...] = (
     Config("runtime", "spritegen.runtime's options (ENABLE_ALL, sequential, threads = cores)"),
     Config("ort-defaults", "onnxruntime.SessionOptions() untouched", plain=True),
-    Config("spin", "runtime with ORT's pool threads spin-waiting (ORT's default; Sampler.load(spin=True))",
-           entries={"session.intra_op.allow_spinning": "1"}),
-    Config("no-spin", "runtime with spin-waiting off (the runtime's default since its spin option)",
+    Config("no-spin", "runtime with spin-waiting off (Sampler.load(spin=False), for cores shared with busy work)",
            entries={"session.intra_op.allow_spinning": "0"}),
     Config("1-thread", "runtime with intra_op_num_threads = 1", threads=1),
     Config("extended", "runtime with ORT_ENABLE_EXTENDED: no NCHWc layout transformer",
            level="ORT_ENABLE_EXTENDED"),
     Config("basic", "runtime with ORT_ENABLE_BASIC: no Conv+activation or GELU fusion", level="ORT_ENABLE_BASIC"),
     Config("fp16", f"{FP16_UNET_FILE} with the runtime's options", file=FP16_UNET_FILE),
-    Config("int8", "int8 QDQ unet (static, per-channel, calibrated on DDIM trajectories), runtime's options",
-           int8=True),
+    Config("int8", f"{INT8_UNET_FILE} (spritegen-export --int8; quality: benchmarks.int8) with the runtime's options",
+           file=INT8_UNET_FILE),
 )
 
 
@@ -70,13 +66,6 @@ def run_config(request: dict) -> dict:
     path = export / config.file
     if not path.is_file():
         return {"status": "unavailable", "reason": f"{path.name} not in the export"}
-    if config.int8:
-        with tempfile.TemporaryDirectory(prefix="spritegen-int8-") as tmp:
-            from benchmarks.int8 import quality, quantize
-
-            int8_dir = quantize(export, Path(tmp))
-            result = _time_calls(int8_dir / config.file, config, request)
-            return {**result, "quality": quality(export, int8_dir)}
     return _time_calls(path, config, request)
 
 

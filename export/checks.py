@@ -1,7 +1,9 @@
 """Measured errors and their tolerances: the records validation writes into the manifest.
 
 max_abs = max |out - ref|; max_rel = max_abs / max |ref| (relative to the output's
-range; element-wise ratios explode where the reference crosses zero).
+range; element-wise ratios explode where the reference crosses zero); rel_rms =
+sqrt(sum (out - ref)^2 / sum ref^2). Every check bounds max_abs except int8's, whose
+rounding is a few percent of each value by design, so it bounds rel_rms.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ class Tolerances:
     eps: float = 1e-4  # fp32 network: ORT/TorchScript kernels reorder float32 sums, ~1e-6 seen
     sample: float = 1e-3  # a whole fp32 sampler chain (DDIM-25, DDPM-T) on the clipped sample
     fp16_eps: float = 3e-2  # fp16 weights/activations: unit roundoff 4.9e-4 over ~20 layers on O(1) eps
+    # int8 network, rel_rms on held-out DDIM trajectory states: measured 5.6% on the demo
+    # (per-channel int8 weights, calibrated uint8 activations); 10% flags a bad calibration
+    int8_eps_rel_rms: float = 0.1
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -33,23 +38,30 @@ class Check:
     max_rel: float
     tolerance: float
     cases: int
+    rel_rms: float = 0.0
+    bound: str = "max_abs"  # the error `tolerance` bounds: "max_abs" or "rel_rms"
 
     @property
     def passed(self) -> bool:
-        return bool(np.isfinite(self.max_abs)) and self.max_abs <= self.tolerance
+        error = self.max_abs if self.bound == "max_abs" else self.rel_rms
+        return bool(np.isfinite(self.max_abs)) and error <= self.tolerance
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "passed": self.passed}
 
     def line(self) -> str:
         verdict = "ok" if self.passed else "FAIL"
+        bounded = "" if self.bound == "max_abs" else f"  rel rms {self.rel_rms:.2e} (bounded)"
         return (f"{self.file:<15} vs {self.reference:<28} max abs {self.max_abs:.2e}  rel {self.max_rel:.2e}"
-                f"  (tol {self.tolerance:.0e}, {self.cases} cases) {verdict}")
+                f"{bounded}  (tol {self.tolerance:.0e}, {self.cases} cases) {verdict}")
 
 
-def compare(file: str, reference: str, refs: list[np.ndarray], outs: list[np.ndarray], tolerance: float) -> Check:
-    """Max abs / rel error over paired arrays (NaN anywhere counts as infinitely wrong)."""
+def compare(file: str, reference: str, refs: list[np.ndarray], outs: list[np.ndarray], tolerance: float,
+            bound: str = "max_abs") -> Check:
+    """Errors over paired arrays (NaN anywhere counts as infinitely wrong); `tolerance` bounds `bound`."""
     diffs = [np.abs(np.asarray(o, np.float64) - np.asarray(r, np.float64)) for r, o in zip(refs, outs)]
     max_abs = max(float(np.nan_to_num(d, nan=np.inf).max()) for d in diffs)
     scale = max(float(np.abs(r).max()) for r in refs) or 1.0
-    return Check(file, reference, max_abs, max_abs / scale, tolerance, len(refs))
+    squares = sum(float((np.asarray(r, np.float64) ** 2).sum()) for r in refs) or 1.0
+    rel_rms = float(np.sqrt(sum(float((d ** 2).sum()) for d in diffs) / squares))
+    return Check(file, reference, max_abs, max_abs / scale, tolerance, len(refs), rel_rms, bound)

@@ -2,7 +2,7 @@
 
 Recipe: 1. check options; 2. load the checkpoint (pinning the shortcut if absent);
 3. in a staging directory write unet.onnx, unet.ts, the step graphs, the loop graph
-and (optionally) unet_fp16.onnx; 4. validate them against eager PyTorch; 5. write
+and (optionally) unet_fp16.onnx and unet_int8.onnx; 4. validate them against eager PyTorch; 5. write
 manifest.json with hashes and the measured errors; 6. swap the staging directory in.
 Any failure raises a SpriteGenError and leaves no directory behind.
 """
@@ -17,13 +17,14 @@ from typing import Any, Callable
 import onnx
 
 from spritegen import __version__
-from spritegen.contract import (DDIM_DEFAULT_STEPS, FP16_UNET_FILE, GRAPHS, MANIFEST_FORMAT, TORCHSCRIPT_FILE,
-                                ScheduleConfig, ddim_pairs)
+from spritegen.contract import (DDIM_DEFAULT_STEPS, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FORMAT,
+                                TORCHSCRIPT_FILE, ScheduleConfig, ddim_pairs)
 from spritegen.errors import ExportError
 from spritegen.export.checkpoint import LoadedCheckpoint, load_checkpoint
 from spritegen.export.checks import Tolerances
 from spritegen.export.fp16 import to_fp16
 from spritegen.export.graphs import DdimBody, DdimStep, DdpmStep
+from spritegen.export.int8 import CALIBRATION_STEPS, calibration_feeds, to_int8
 from spritegen.export.loop_graph import unroll
 from spritegen.export.manifest import build_manifest, class_names, write_manifest
 from spritegen.export.onnx_export import DDIM_BODY, DEFAULT_OPSET, check_opset, save, set_metadata, to_onnx
@@ -56,12 +57,13 @@ def _metadata(loaded: LoadedCheckpoint, schedule: ScheduleConfig, graph: str, sh
 
 
 def write_files(directory: Path, loaded: LoadedCheckpoint, schedule: ScheduleConfig, *, opset: int,
-                shortcut_seed: int, loop_steps: int, fp16: bool, say: Callable[[str], None]) -> None:
+                shortcut_seed: int, loop_steps: int, fp16: bool, say: Callable[[str], None],
+                int8: bool = False) -> None:
     """Every model file of the export into `directory` (no validation, no manifest)."""
     model, config = loaded.model, loaded.config
 
     def write(proto: onnx.ModelProto, graph: str, file: str, extra: dict[str, Any] | None = None) -> None:
-        doc = GRAPHS[graph].doc if graph in GRAPHS else GRAPHS["unet"].doc + " (fp16 inside)"
+        doc = GRAPHS[graph].doc if graph in GRAPHS else f"{GRAPHS['unet'].doc} ({extra['precision']})"
         set_metadata(proto, _metadata(loaded, schedule, graph, shortcut_seed, extra), doc)
         save(proto, directory / file)
         say(f"wrote {file}")
@@ -79,6 +81,12 @@ def write_files(directory: Path, loaded: LoadedCheckpoint, schedule: ScheduleCon
     if fp16:
         write(to_fp16(unet), "unet_fp16", FP16_UNET_FILE,
               {"precision": "fp16 weights and compute, fp32 IO, normalisation in fp32"})
+    if int8:
+        say(f"quantizing to {INT8_UNET_FILE} (calibrated on DDIM-{CALIBRATION_STEPS} trajectories)")
+        feeds = calibration_feeds(model, config, schedule)
+        write(to_int8(directory / GRAPHS["unet"].file, feeds), "unet_int8", INT8_UNET_FILE,
+              {"precision": "int8 QDQ: per-channel int8 weights, uint8 activations calibrated on "
+                            f"DDIM-{CALIBRATION_STEPS} trajectories; fp32 IO"})
 
 
 def _check_steps(loop_steps: int, schedule: ScheduleConfig) -> None:
@@ -87,7 +95,7 @@ def _check_steps(loop_steps: int, schedule: ScheduleConfig) -> None:
 
 
 def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, opset: int = DEFAULT_OPSET,
-           fp16: bool = False, shortcut_seed: int = 0, loop_steps: int = DDIM_DEFAULT_STEPS,
+           fp16: bool = False, int8: bool = False, shortcut_seed: int = 0, loop_steps: int = DDIM_DEFAULT_STEPS,
            tolerances: Tolerances = Tolerances(), api_factory: Callable[[], Any] | None = None,
            say: Callable[[str], None] = lambda message: None) -> ExportResult:
     """Export `source` (anything load_checkpoint accepts; None = bundled demo) to `out`."""
@@ -98,7 +106,7 @@ def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, o
     schedule = ScheduleConfig.from_dict(loaded.provenance.get("run_config") or {})
     _check_steps(loop_steps, schedule)
     say(f"loaded ContextUnet{loaded.config.to_dict()} from {loaded.provenance.get('kind')} source")
-    options = dict(opset=opset, shortcut_seed=shortcut_seed, loop_steps=loop_steps, fp16=fp16)
+    options = dict(opset=opset, shortcut_seed=shortcut_seed, loop_steps=loop_steps, fp16=fp16, int8=int8)
     with staged_directory(target) as staging, torch_threads(VALIDATION_THREADS):
         write_files(staging, loaded, schedule, say=say, **options)
         validation = validate(staging, loaded.model, loaded.config, schedule, loop_steps, tolerances, say)

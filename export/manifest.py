@@ -16,8 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT,
-                                TORCHSCRIPT_FILE, GraphSpec, ModelConfig, ScheduleConfig, ddim_pairs)
+from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FILE,
+                                MANIFEST_FORMAT, TORCHSCRIPT_FILE, GraphSpec, ModelConfig, ScheduleConfig, ddim_pairs)
 from spritegen.export.checkpoint import LoadedCheckpoint, sha256_file
 from spritegen.export.onnx_export import dims
 from spritegen.export.schedule import make_schedule
@@ -41,14 +41,18 @@ def concrete_contract(spec: GraphSpec, config: ModelConfig) -> dict[str, Any]:
     return entry
 
 
-def graphs_section(config: ModelConfig, schedule: ScheduleConfig, loop_steps: int, fp16: bool) -> dict[str, Any]:
-    """The IO contract of every file written, keyed as contract.GRAPHS (+ unet_fp16, torchscript)."""
+def graphs_section(config: ModelConfig, schedule: ScheduleConfig, loop_steps: int, fp16: bool,
+                   int8: bool = False) -> dict[str, Any]:
+    """The IO contract of every file written, keyed as contract.GRAPHS (+ unet_fp16, unet_int8, torchscript)."""
     section = {name: concrete_contract(spec, config) for name, spec in GRAPHS.items()}
     section["ddim_loop"].update(steps=loop_steps, pairs=[list(p) for p in ddim_pairs(schedule.timesteps, loop_steps)],
                                 implementation="unrolled")
     if fp16:
         section["unet_fp16"] = {**concrete_contract(GRAPHS["unet"], config), "file": FP16_UNET_FILE,
                                 "doc": "the noise predictor with fp16 weights and compute, fp32 IO"}
+    if int8:
+        section["unet_int8"] = {**concrete_contract(GRAPHS["unet"], config), "file": INT8_UNET_FILE,
+                                "doc": "the noise predictor quantized to int8 (QDQ, calibrated), fp32 IO"}
     section["torchscript"] = {"file": TORCHSCRIPT_FILE, "signature": "forward(x, t, c=None) -> eps",
                               "doc": "frozen TorchScript of the network; IO as unet"}
     return section
@@ -78,7 +82,8 @@ def tool_versions() -> dict[str, str]:
 
 
 def build_manifest(directory: Path, loaded: LoadedCheckpoint, schedule: ScheduleConfig, *, opset: int,
-                   shortcut_seed: int, loop_steps: int, fp16: bool, validation: dict[str, Any]) -> dict[str, Any]:
+                   shortcut_seed: int, loop_steps: int, fp16: bool, validation: dict[str, Any],
+                   int8: bool = False) -> dict[str, Any]:
     """The whole manifest for the files now in `directory`."""
     return {
         "format": MANIFEST_FORMAT,
@@ -87,7 +92,7 @@ def build_manifest(directory: Path, loaded: LoadedCheckpoint, schedule: Schedule
         "class_names": class_names(loaded.config),
         "dims": {k: v for k, v in dims(loaded.config).items() if k != "1"},
         "schedule": schedule_section(schedule),
-        "graphs": graphs_section(loaded.config, schedule, loop_steps, fp16),
+        "graphs": graphs_section(loaded.config, schedule, loop_steps, fp16, int8),
         "ddim_loop_steps": loop_steps,
         "guidance": {"rows": "GB = B (w ignored) or 2B (rows B..2B-1 = unconditional context, zeros)",
                      "formula": "eps = (1 + w) * eps(c) - w * eps(uncond)"},

@@ -4,7 +4,8 @@ Separate from writing (as in Optimum): every file is checked, every failure is
 collected with its measured error, then one ExportError names them all. Checks:
 
 1. onnx.checker with full_check on every .onnx file;
-2. network files (unet.onnx, unet.ts, unet_fp16.onnx) vs the eager model on the probe set;
+2. network files (unet.onnx, unet.ts, unet_fp16.onnx) vs the eager model on the probe set,
+   unet_int8.onnx on held-out DDIM trajectory states (relative RMS error, see checks.py);
 3. the ORT-optimised unet graph: BatchNorm folded, GELU fused (no Erf left);
 4. sampler files vs the eager reference samplers on whole chains with the same noise
    (skipped when step 2 failed: they would only repeat the network's error).
@@ -26,10 +27,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from spritegen.contract import FP16_UNET_FILE, GRAPHS, TORCHSCRIPT_FILE, ModelConfig, ScheduleConfig
+from spritegen.contract import FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, TORCHSCRIPT_FILE, ModelConfig, ScheduleConfig
 from spritegen.errors import ExportError
 from spritegen.export.chains import chain_checks
 from spritegen.export.checks import Check, Tolerances, compare
+from spritegen.export.int8 import CALIBRATION_STEPS, HELD_OUT_SEED, calibration_feeds
 from spritegen.export.probes import VALIDATION_THREADS, ort_session, probe_set, run_ort
 from spritegen.export.torchscript import load_torchscript
 
@@ -52,13 +54,28 @@ def network_checks(directory: Path, model: nn.Module, config: ModelConfig, sched
         scripted = load_torchscript(directory / TORCHSCRIPT_FILE)
         ts_outs = [scripted(p.x, p.t, p.c).numpy() for p in probes]
     checks = [compare(TORCHSCRIPT_FILE, "eager ContextUnet", refs, ts_outs, tol.eps)]
-    files = [(GRAPHS["unet"].file, tol.eps), (FP16_UNET_FILE, tol.fp16_eps)]
-    for file, tolerance in files:
+    for file, tolerance in ((GRAPHS["unet"].file, tol.eps), (FP16_UNET_FILE, tol.fp16_eps)):
         if (directory / file).is_file():
             session = ort_session(directory / file)
             outs = [run_ort(session, p.feed()) for p in probes]
             checks.append(compare(file, "eager ContextUnet", refs, outs, tolerance))
+    if (directory / INT8_UNET_FILE).is_file():
+        checks.append(int8_check(directory / INT8_UNET_FILE, model, config, schedule, tol))
     return checks
+
+
+def int8_check(path: Path, model: nn.Module, config: ModelConfig, schedule: ScheduleConfig,
+               tol: Tolerances) -> Check:
+    """unet_int8.onnx vs eager on states real sampling visits (held-out DDIM trajectories, not
+    the probe set's noise at every t, which int8's calibrated ranges are not meant for)."""
+    feeds = calibration_feeds(model, config, schedule, seed=HELD_OUT_SEED)
+    with torch.no_grad():
+        refs = [model(torch.from_numpy(f["x"]), torch.from_numpy(f["t"]), torch.from_numpy(f["c"])).numpy()
+                for f in feeds]
+    session = ort_session(path)
+    outs = [run_ort(session, f) for f in feeds]
+    return compare(path.name, f"eager on held-out DDIM-{CALIBRATION_STEPS} states", refs, outs,
+                   tol.int8_eps_rel_rms, bound="rel_rms")
 
 
 def optimised_ops(path: Path) -> dict[str, int]:
@@ -93,7 +110,7 @@ def validate(directory: Path, model: nn.Module, config: ModelConfig, schedule: S
              say: Callable[[str], None] = lambda message: None) -> dict[str, object]:
     """Run every check on `directory`; return the manifest's `validation` section or raise."""
     check_onnx_files(directory)
-    say("validating unet.onnx, unet.ts (and unet_fp16.onnx) on the probe set")
+    say("validating unet.onnx, unet.ts (and unet_fp16.onnx, unet_int8.onnx) against eager PyTorch")
     with torch_threads(VALIDATION_THREADS):
         checks = network_checks(directory, model, config, schedule, tol)
         if all(c.passed for c in checks):

@@ -47,10 +47,11 @@ class Manifest:
         """Whether the export holds graph `graph` (a key of contract.GRAPHS)."""
         return GRAPHS[graph].file in self.sha256
 
-    def check_graph(self, graph: str, metadata: dict[str, str], image_dims: list) -> None:
+    def check_graph(self, graph: str, metadata: dict[str, str], image_dims: list, file: str | None = None) -> None:
         """Refuse a manifest whose facts disagree with a (hash-verified) graph's own metadata
-        or input shape: a hand-edited manifest must not silently change what is sampled."""
-        name = GRAPHS[graph].file
+        or input shape: a hand-edited manifest must not silently change what is sampled.
+        `file`: the file read for `graph` when not its own (unet_int8.onnx for "unet")."""
+        name = file or GRAPHS[graph].file
         facts = {"hyperparameters": self.model.to_dict(), "class_names": list(self.class_names),
                  "schedule": self.schedule.config.to_dict()}
         if graph == "ddim_loop":
@@ -66,9 +67,12 @@ class Manifest:
 
     def read_graph(self, graph: str) -> bytes:
         """The verified bytes of graph `graph`; ExportDirError when missing or altered."""
-        name = GRAPHS[graph].file
+        return self.read_file(GRAPHS[graph].file)
+
+    def read_file(self, name: str, hint: str = "re-export with spritegen-export") -> bytes:
+        """The verified bytes of the export's file `name`; ExportDirError when missing or altered."""
         if name not in self.sha256:
-            raise ExportDirError(f"export {self.directory} has no {name}; re-export with spritegen-export")
+            raise ExportDirError(f"export {self.directory} has no {name}; {hint}")
         return read_verified(self.directory / name, self.sha256[name])
 
 

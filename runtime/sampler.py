@@ -27,7 +27,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from spritegen.contract import GRAPHS
+from spritegen.contract import GRAPHS, UNET_FILES
 from spritegen.errors import ExportDirError, InputError
 from spritegen.runtime.context import Context, make_context
 from spritegen.runtime.manifest import Manifest, load_manifest
@@ -36,6 +36,8 @@ from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
 from spritegen.runtime.session import Graph, want_cuda
 
 IMPLS = ("unet", "step", "loop")
+# The graph each step implementation runs DDIM with: the one session `Sampler.load` builds.
+IMPL_DDIM_GRAPH = {"unet": "unet", "step": "ddim_step", "loop": "ddim_loop"}
 Progress = Callable[[int, int], None]  # (steps done, steps in total)
 Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
@@ -44,48 +46,69 @@ class Sampler:
     """Sprites from an export directory (module doc). Build with `Sampler.load`."""
 
     def __init__(self, manifest: Manifest, *, cuda: bool, threads: int | None, impl: str,
-                 cuda_graph: bool, spin: bool = False) -> None:
+                 cuda_graph: bool, spin: bool = True, precision: str = "fp32") -> None:
         self.manifest = manifest
         self.cuda, self.threads, self.cuda_graph, self.spin = cuda, threads, cuda_graph, spin
-        self.impl = _check_impl(impl)
+        self.precision = _check_precision(precision)
+        self.impl = self._call_impl(impl)
         self._graphs: dict[str, Graph] = {}
         self._plans: dict[tuple, Plan] = {}  # immutable, so shared by all calls and threads
         self._pool: dict[tuple, list[Any]] = {}
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # held while a session is built (up to ~0.2 s): not the pool's lock
 
     @classmethod
     def load(cls, export_dir: str | Path, *, provider: str = "auto", threads: int | None = None,
-             impl: str = "step", cuda_graph: bool = True, spin: bool = False) -> "Sampler":
-        """Open an export: read the manifest, verify every graph's sha256, and build every
-        graph's session now, so a broken export fails here, before any sampling.
+             impl: str | None = None, cuda_graph: bool = True, spin: bool = True,
+             open_all: bool = False, precision: str = "fp32") -> "Sampler":
+        """Open an export: read the manifest, verify every graph file's sha256, and build the
+        default `impl`'s DDIM graph session now (IO and metadata checked against the
+        manifest), so a broken export fails here, before sampling.
+
+        Every other session is built, and checked the same way, on its first use: a one-sprite
+        `spritegen sample` then pays for one small session (~10 ms), not for all of them
+        (the unrolled loop graph alone takes ~0.17 s on 2 cores). open_all=True builds every
+        session now, for a service that wants every check and cost paid at startup.
 
         provider: "auto" (CUDA when onnxruntime-gpu sees a GPU, else CPU), "cuda", "cpu".
         threads: ORT intra-op threads (default: the cores this process may use).
-        impl: default step implementation, "unet", "step" or "loop" (per call: `impl=`).
+        impl: default step implementation, "unet", "step" or "loop" (per call: `impl=`);
+            None: "step" in fp32, "unet" otherwise.
+        precision: the network file "unet" runs: "fp32" (unet.onnx), "fp16" or "int8"
+            (unet_fp16.onnx / unet_int8.onnx, written by spritegen-export --fp16 / --int8;
+            network + numpy update only, as the step and loop graphs are fp32). int8 is
+            ~1.4x faster per call on CPUs with VNNI, and its sprites differ from fp32's.
         cuda_graph: on CUDA, capture and replay a CUDA graph per batch shape.
-        spin: let ORT's threads spin-wait (faster on an idle machine, slower on a busy one).
+        spin: ORT's threads spin-wait between ops (ORT's default; fastest on cores this
+            process has to itself). spin=False for cores shared with other busy work.
         """
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a positive integer, got {threads!r}")
         manifest = load_manifest(export_dir)
-        # Every hash before any session: a tampered file is refused before the slow part.
-        models = {name: manifest.read_graph(name) for name in GRAPHS if manifest.has(name)}
+        # Every graph file's hash now (~25 ms for the demo's five): a tampered or swapped file
+        # is refused at load even when only a later call would open it.
+        for name in sorted({spec.file for spec in GRAPHS.values()} | set(UNET_FILES.values())):
+            if name in manifest.sha256:
+                manifest.read_file(name)
+        impl = impl or ("step" if _check_precision(precision) == "fp32" else "unet")
+        first = IMPL_DDIM_GRAPH[_check_impl(impl)]
+        now = [first] + ([name for name in GRAPHS if name != first and manifest.has(name)] if open_all else [])
         cuda = want_cuda(provider)
-        options = dict(threads=threads, impl=impl, cuda_graph=cuda_graph, spin=spin)
+        options = dict(threads=threads, impl=impl, cuda_graph=cuda_graph, spin=spin, precision=precision)
         sampler = cls(manifest, cuda=cuda, **options)
         try:
-            sampler._build(models)
+            sampler._open_graphs(now)
         except (InputError, ExportDirError):
             if not (cuda and provider == "auto"):
                 raise
             # "auto" with onnxruntime-gpu but no usable GPU: CPU (a broken file fails there too).
             sampler = cls(manifest, cuda=False, **options)
-            sampler._build(models)
+            sampler._open_graphs(now)
         return sampler
 
     def __repr__(self) -> str:
         return (f"Sampler({str(self.manifest.directory)!r}, provider={self.provider!r}, impl={self.impl!r}, "
-                f"threads={self.threads!r})")
+                f"precision={self.precision!r}, threads={self.threads!r})")
 
     # ------------------------------------------------------------------ facts
     @property
@@ -125,7 +148,7 @@ class Sampler:
         """The course's DDPM sampler, T steps. Returns sprites (B, C, H, W) in [-1, 1], or
         (sprites, intermediates) when `save_rate` is given: the unclipped states after the
         steps i with i % save_rate == 0, i == T or i < 8 (contract.ddpm_keeps), (K, B, C, H, W)."""
-        impl = _check_impl(impl or self.impl)
+        impl = self._call_impl(impl)
         if impl == "loop":
             raise InputError("impl='loop' exists for deterministic DDIM only (ddim_loop.onnx); "
                              "use impl='step' or 'unet' for DDPM")
@@ -141,7 +164,7 @@ class Sampler:
         """DDIM with step T // n (contract.ddim_pairs); eta > 0 is stochastic DDIM (eq. 12).
         Returns sprites (B, C, H, W) in [-1, 1], or (sprites, intermediates) when `save_rate`
         is given: the unclipped state after every save_rate-th step and the last."""
-        impl = _check_impl(impl or self.impl)
+        impl = self._call_impl(impl)
         n = _check_steps(n, self.timesteps)
         eta = _check_number(eta, "eta", upper=1.0)
         rate = _check_rate(save_rate)
@@ -215,28 +238,41 @@ class Sampler:
             plan = self._plans.setdefault(key, build())
         return plan
 
-    def _build(self, models: dict[str, bytes]) -> None:
-        """Sessions for every graph in `models` (verified bytes), the default impl's first.
+    def _call_impl(self, impl: str | None) -> str:
+        """The step implementation a call runs: `impl`, else the sampler's default."""
+        impl = _check_impl(impl or self.impl)
+        if self.precision != "fp32" and impl != "unet":
+            raise InputError(f"precision {self.precision!r} runs {UNET_FILES[self.precision]} with impl='unet' only "
+                             f"(the step and loop graphs are fp32); got impl={impl!r}")
+        return impl
 
-        Built at load (about 0.4 s on 2 cores, most of it the unrolled loop graph), so any
-        graph ONNX Runtime cannot load is refused before sampling and no call pays for it."""
-        default = {"unet": "unet", "step": "ddim_step", "loop": "ddim_loop"}[self.impl]
-        if default not in models:
-            self.manifest.read_graph(default)  # raises: the export lacks the default impl's graph
-        for name in sorted(models, key=lambda n: n != default):
-            graph = Graph(name, models[name], cuda=self.cuda, threads=self.threads, cuda_graph=self.cuda_graph,
-                          spin=self.spin)
-            _check_io(graph, name, self.manifest.directory)
-            self.manifest.check_graph(name, graph.session.get_modelmeta().custom_metadata_map,
-                                      graph.session.get_inputs()[0].shape)
-            self._graphs[name] = graph
+    @property
+    def open_graphs(self) -> tuple[str, ...]:
+        """Graphs whose sessions are built so far (see `load`)."""
+        return tuple(self._graphs)
+
+    def _open_graphs(self, names: list[str]) -> None:
+        for name in names:
+            self._graph(name)
 
     def _graph(self, name: str) -> Graph:
-        """The session of graph `name` (shared by all threads); ExportDirError when absent."""
+        """The session of graph `name` (shared by all threads), built on first use from
+        re-verified bytes; ExportDirError when the export lacks it or it is unusable."""
         graph = self._graphs.get(name)
-        if graph is None:
-            self.manifest.read_graph(name)  # raises "export ... has no <file>"
-            raise ExportDirError(f"export {self.manifest.directory} has no usable {GRAPHS[name].file}")
+        if graph is not None:
+            return graph
+        with self._open_lock:
+            graph = self._graphs.get(name)
+            if graph is None:
+                file = UNET_FILES[self.precision] if name == "unet" else GRAPHS[name].file
+                flag = "" if self.precision == "fp32" else f" --{self.precision}"
+                model = self.manifest.read_file(file, hint=f"re-export with spritegen-export{flag}")
+                graph = Graph(name, model, cuda=self.cuda, threads=self.threads, cuda_graph=self.cuda_graph,
+                              spin=self.spin)
+                _check_io(graph, name, self.manifest.directory / file)
+                self.manifest.check_graph(name, graph.session.get_modelmeta().custom_metadata_map,
+                                          graph.session.get_inputs()[0].shape, file)
+                self._graphs[name] = graph
         return graph
 
     @contextmanager
@@ -262,19 +298,25 @@ class Sampler:
         return LoopRunner(self._graph("ddim_loop"), batch, shape, classes, guided)
 
 
-def _check_io(graph: Graph, name: str, directory: Path) -> None:
+def _check_io(graph: Graph, name: str, path: Path) -> None:
     """The session's input/output names must be the contract's (a foreign ONNX file is refused)."""
     spec = GRAPHS[name]
     found = ([i.name for i in graph.session.get_inputs()], [o.name for o in graph.session.get_outputs()])
     wanted = ([s.name for s in spec.inputs], [s.name for s in spec.outputs])
     if sorted(found[0]) != sorted(wanted[0]) or sorted(found[1]) != sorted(wanted[1]):
-        raise ExportDirError(f"{directory / spec.file} has inputs {found[0]} -> {found[1]}, but the contract says "
+        raise ExportDirError(f"{path} has inputs {found[0]} -> {found[1]}, but the contract says "
                              f"{wanted[0]} -> {wanted[1]}; re-export with spritegen-export")
 
 
 def _check_seed(seed: Any) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in UNET_FILES:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(UNET_FILES)}")
+    return precision
 
 
 def _check_impl(impl: str) -> str:

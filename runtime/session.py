@@ -59,13 +59,15 @@ def want_cuda(provider: str) -> bool:
     return provider == "cuda" or (provider == "auto" and has_cuda)
 
 
-def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
-    """Full graph optimisation, `threads` intra-op threads, spin-waiting off unless `spin`.
+def session_options(threads: int | None, spin: bool = True) -> ort.SessionOptions:
+    """Full graph optimisation, `threads` intra-op threads, spin-waiting as `spin` says.
 
-    ORT's pool threads spin between ops by default; when other processes compete for
-    the cores, the spinning thread steals time from the working one. Measured on this
-    project's shared 2-core machine (load ~13): DDIM-25 at batch 2 took 2.9 s spinning
-    and 1.6 s without. On an idle machine spinning can save a little latency: spin=True.
+    Spinning is ORT's default and the fastest on cores this process has to itself: idle
+    pool threads busy-wait instead of sleeping, so each of the ~100 nodes of a batch-1
+    call skips a thread wake-up (measured on 2 free cores: 0.77-0.85 ms per call spinning,
+    1.13-1.24 ms not). On cores shared with other busy work the spinning thread steals
+    the working thread's core (measured under load ~13: DDIM-25 at batch 2 took 2.9 s
+    spinning, 1.6 s not): spin=False there (docs/runtime.md).
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -106,7 +108,7 @@ class Graph:
     """One graph file's session and the device its buffers live on."""
 
     def __init__(self, name: str, model: bytes, *, cuda: bool, threads: int | None,
-                 cuda_graph: bool = False, device_id: int = 0, spin: bool = False) -> None:
+                 cuda_graph: bool = False, device_id: int = 0, spin: bool = True) -> None:
         self.name, self.spin = name, spin
         self.cuda, self.cuda_graph, self.device_id = cuda, cuda and cuda_graph, device_id
         try:

@@ -51,12 +51,23 @@ class Impl(str, Enum):
     loop = "loop"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
 ExportDir = typer.Option(None, "--export-dir", "-e", envvar="SPRITEGEN_EXPORT_DIR", file_okay=False,
                          help="Export directory from spritegen-export (default: a cached export of the bundled model).")
 ProviderOpt = typer.Option("auto", "--provider", help="auto (CUDA if available), cuda or cpu.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores).")
-ImplOpt = typer.Option(Impl.step, "--impl", help="Step implementation: step (fused graph), unet (network + "
-                       "numpy update) or loop (whole-DDIM graph, its fixed n only).")
+SpinOpt = typer.Option(True, "--spin/--no-spin", help="ONNX Runtime threads spin-wait between ops: fastest on "
+                       "free cores; --no-spin when other busy work shares them.")
+ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused graph; the fp32 default), unet "
+                       "(network + numpy update; the only one for fp16/int8) or loop (whole-DDIM graph, its fixed n "
+                       "only).")
+PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
+                            "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
 SeedOpt = typer.Option(None, "--seed", min=0, help="Random seed (default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, help="Classifier-free guidance weight (0 = off).")
 ScaleOpt = typer.Option(8, "--scale", min=1, max=64, help="Pixels per sprite pixel in pictures.")
@@ -80,13 +91,15 @@ def sample(
     scale: int = ScaleOpt,
     provider: str = ProviderOpt,
     threads: Optional[int] = ThreadsOpt,
-    impl: Impl = ImplOpt,
+    impl: Optional[Impl] = ImplOpt,
+    precision: Precision = PrecisionOpt,
+    spin: bool = SpinOpt,
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
     with _errors():
         _check_outputs(out, gif, npy)
-        runtime = _open(export_dir, provider, threads, impl)
+        runtime = _open(export_dir, provider, threads, impl, spin, precision)
         names = _class_list(classes, runtime.class_names)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
@@ -122,13 +135,15 @@ def compare(
     scale: int = typer.Option(4, "--scale", min=1, max=64, help="Pixels per sprite pixel in the PNG."),
     provider: str = ProviderOpt,
     threads: Optional[int] = ThreadsOpt,
-    impl: Impl = ImplOpt,
+    impl: Optional[Impl] = ImplOpt,
+    precision: Precision = PrecisionOpt,
+    spin: bool = SpinOpt,
 ) -> None:
     """The samplers battle: the same noise through DDPM (T steps) and DDIM (n steps), side by side."""
     from spritegen.runtime import images
     with _errors():
         _check_outputs(out)
-        runtime = _open(export_dir, provider, threads, impl)
+        runtime = _open(export_dir, provider, threads, impl, spin, precision)
         names = _class_list(classes, runtime.class_names)
         labels = [name for name in names for _ in range(num)]
         context = [None if name == "unconditional" else name for name in labels]
@@ -151,8 +166,8 @@ def compare(
         _report(written, f"ddpm {seconds['ddpm']:.2f} s, ddim {seconds['ddim']:.2f} s, seed {seed}")
         if wandb_log:
             _log_battle(project, noise, ddpm, ddim, labels, seconds,
-                        {"seed": seed, "ddim_n": n, "eta": eta, "guidance": guidance, "impl": impl.value,
-                         "provider": runtime.provider, "timesteps": runtime.timesteps})
+                        {"seed": seed, "ddim_n": n, "eta": eta, "guidance": guidance, "impl": runtime.impl,
+                         "precision": runtime.precision, "provider": runtime.provider, "timesteps": runtime.timesteps})
 
 
 @app.command()
@@ -172,14 +187,16 @@ def mix(
     scale: int = ScaleOpt,
     provider: str = ProviderOpt,
     threads: Optional[int] = ThreadsOpt,
-    impl: Impl = ImplOpt,
+    impl: Optional[Impl] = ImplOpt,
+    precision: Precision = PrecisionOpt,
+    spin: bool = SpinOpt,
 ) -> None:
     """Blended contexts: a ramp between two classes plus your blends; each column shares its noise."""
     from spritegen.runtime import images
     from spritegen.runtime.context import describe, parse_blend
     with _errors():
         _check_outputs(out)
-        runtime = _open(export_dir, provider, threads, impl)
+        runtime = _open(export_dir, provider, threads, impl, spin, precision)
         names = runtime.class_names
         blends = [{start: 1 - w, end: w} for w in np.linspace(0, 1, steps)] if start and steps else []
         blends += [parse_blend(text, names) for text in blend or []]
@@ -258,10 +275,12 @@ def _seed(seed: Optional[int]) -> int:
     return secrets.randbits(32) if seed is None else seed
 
 
-def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Impl):
+def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Optional[Impl], spin: bool,
+          precision: Precision):
     from spritegen.runtime import Sampler
     directory = export_dir if export_dir is not None else default_export()
-    return Sampler.load(directory, provider=provider, threads=threads, impl=impl.value)
+    return Sampler.load(directory, provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
+                        precision=precision.value)
 
 
 # ------------------------------------------------- the bundled model's export

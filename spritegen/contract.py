@@ -167,4 +167,7 @@ GRAPHS: dict[str, GraphSpec] = {
     ),
 }
 FP16_UNET_FILE = "unet_fp16.onnx"  # same contract as GRAPHS["unet"], fp16 inside
+INT8_UNET_FILE = "unet_int8.onnx"  # same contract as GRAPHS["unet"], int8 (QDQ) inside
+# The network file of each precision; fp16 and int8 are written on request (--fp16, --int8).
+UNET_FILES = {"fp32": GRAPHS["unet"].file, "fp16": FP16_UNET_FILE, "int8": INT8_UNET_FILE}
 TORCHSCRIPT_FILE = "unet.ts"  # forward(x, t, c) as GRAPHS["unet"]

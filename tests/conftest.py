@@ -71,10 +71,10 @@ def course_run_dir(tmp_path_factory: pytest.TempPathFactory, course_checkpoint: 
 
 
 def _export_once(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path | None) -> Path:
-    """One validated export (with unet_fp16.onnx) via the exporter's Python API."""
+    """One validated export (with unet_fp16.onnx and unet_int8.onnx) via the exporter's Python API."""
     from spritegen.export.exporter import export
 
-    return export(source, tmp_path_factory.mktemp(name) / "export", fp16=True).directory
+    return export(source, tmp_path_factory.mktemp(name) / "export", fp16=True, int8=True).directory
 
 
 @pytest.fixture(scope="session")

@@ -64,8 +64,22 @@ def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> Non
     assert np.load(tmp_path / "a.npy").tobytes() == np.load(tmp_path / "b.npy").tobytes()
 
 
+def test_sample_precision_and_spin_options_reach_the_sampler(export_dir: Path, tmp_path: Path) -> None:
+    """--precision int8 samples with unet_int8.onnx (different numbers from fp32, same noise);
+    --no-spin changes scheduling only, so its sprites equal the default's byte for byte."""
+    arrays = {}
+    for name, extra in {"fp32": [], "no-spin": ["--no-spin"], "int8": ["--precision", "int8"]}.items():
+        result = _run("sample", "-e", export_dir, "-c", "food", "--num", "2", "--seed", "3", "--scale", "1",
+                      "-o", tmp_path / f"{name}.png", "--npy", tmp_path / f"{name}.npy", *extra)
+        assert result.exit_code == 0, result.output
+        arrays[name] = np.load(tmp_path / f"{name}.npy")
+    assert arrays["no-spin"].tobytes() == arrays["fp32"].tobytes()
+    assert np.abs(arrays["int8"] - arrays["fp32"]).max() > 1e-3
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--classes", "hero,wizard"], "unknown class 'wizard'; valid classes: hero, non-hero"),
+    (["--precision", "int8", "--impl", "step"], "impl='unet' only"),
     (["--n", "0"], "DDIM steps n must be an integer in 1..500"),
     (["--n", "501"], "DDIM steps n must be an integer in 1..500"),
     (["--impl", "loop", "--n", "10"], "n=25 only"),

@@ -117,10 +117,11 @@ def _rehash(directory: Path, file: str) -> None:
     _write_manifest(directory, manifest)
 
 
-def _refused(directory: Path, *words: str) -> str:
-    """Sampler.load must raise ExportDirError with one line naming what is wrong."""
+def _refused(directory: Path, *words: str, open_all: bool = False) -> str:
+    """Sampler.load (open_all: with every session built now) must raise ExportDirError
+    with one line naming what is wrong."""
     with pytest.raises(ExportDirError) as caught:
-        Sampler.load(directory, provider="cpu")
+        Sampler.load(directory, provider="cpu", open_all=open_all)
     message = str(caught.value)
     assert "\n" not in message and message.strip()
     for word in words:
@@ -166,6 +167,19 @@ def test_truncated_onnx_file_with_rehashed_manifest_is_refused(course_export: Pa
     assert "\n" not in message and file.removesuffix(".onnx") in message, message
 
 
+def test_loop_steps_edit_is_refused_when_the_loop_graph_opens(course_export: Path, tmp_path: Path) -> None:
+    """Only ddim_loop.onnx knows its own step count: under the default load the edit is
+    caught when the loop graph is first used, before it runs."""
+    directory = _copy(course_export, tmp_path)
+    manifest = _manifest(directory)
+    _edit_loop_steps(manifest)
+    _write_manifest(directory, manifest)
+    sampler = Sampler.load(directory, provider="cpu")
+    with pytest.raises(ExportDirError) as caught:
+        _use(sampler, "ddim_loop.onnx")
+    assert MANIFEST_FILE in str(caught.value) and "ddim_loop_steps" in str(caught.value)
+
+
 def _edit_schedule(manifest: dict[str, Any]) -> None:
     manifest["schedule"]["ab_t"][250] *= 1.01
 
@@ -208,7 +222,8 @@ def test_hand_edited_manifest_is_refused(course_export: Path, tmp_path: Path, ed
     manifest = _manifest(directory)
     MANIFEST_EDITS[edit](manifest)
     _write_manifest(directory, manifest)
-    _refused(directory, MANIFEST_FILE if edit != "file-hash" else "unet.onnx")
+    # open_all: the loop's step count is checked when its session is built (below for the default load)
+    _refused(directory, MANIFEST_FILE if edit != "file-hash" else "unet.onnx", open_all=True)
 
 
 def test_manifest_with_broken_json_is_refused(course_export: Path, tmp_path: Path) -> None:

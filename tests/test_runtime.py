@@ -164,3 +164,27 @@ def test_load_reads_the_manifest(sampler: Sampler) -> None:
     assert sampler.class_names == ("hero", "non-hero", "food", "spell", "side-facing")
     assert sampler.timesteps == 500 and sampler.image_shape == (3, 16, 16)
     assert sampler.provider == "cpu"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_load_builds_only_the_default_ddim_graph(export_dir: Path, impl: str) -> None:
+    """Cold start: load builds one session (the impl's DDIM graph), the rest on first use;
+    open_all builds every graph of the export at load."""
+    lazy = Sampler.load(export_dir, provider="cpu", impl=impl)
+    assert lazy.open_graphs == ({"unet": "unet", "step": "ddim_step", "loop": "ddim_loop"}[impl],)
+    if impl != "loop":
+        lazy.ddpm("hero", seed=0)
+        assert set(lazy.open_graphs) == ({"unet"} if impl == "unet" else {"ddim_step", "ddpm_step"})
+    everything = Sampler.load(export_dir, provider="cpu", impl=impl, open_all=True)
+    assert set(everything.open_graphs) == {"unet", "ddpm_step", "ddim_step", "ddim_loop"}
+
+
+def test_threads_first_using_an_unopened_graph_get_solo_results(export_dir: Path) -> None:
+    """Threads that first need the same unopened graph at the same moment share the one
+    session built for it and each still gets its solo result."""
+    fresh = Sampler.load(export_dir, provider="cpu")
+    jobs = [(lambda s=s: fresh.ddim(["food"] * (1 + s % 2), n=3, seed=s, impl="unet")) for s in range(4)]
+    results = run_in_threads(jobs, rounds=1)
+    assert set(fresh.open_graphs) == {"ddim_step", "unet"}
+    for k, job in enumerate(jobs):
+        assert results[k].tobytes() == job().tobytes(), k
