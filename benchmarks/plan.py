@@ -1,8 +1,12 @@
 """What one run measures and how often: the figures of issue 7, full and --quick.
 
-Repeat counts are the most a figure takes; each also has a time budget (see
+Repeat counts are the most a figure takes in one round; each also has a time budget (see
 benchmarks.timing.measure) so the full run stays under ten minutes even on a slow or
-busy machine. --quick keeps every code path but shrinks batches and repeats to a smoke
+busy machine. Backends are measured in `rounds` (every backend once per round, in a fresh
+worker), and each figure is the median of its round medians: this machine is a VM whose
+speed drifts by up to 1.7x for tens of seconds at a time (measured: one ORT call 0.56 ms,
+then 0.94 ms a minute later, same process image), so a backend measured only once can
+land wholly in a slow spell while the eager baseline does not. --quick keeps every code path but shrinks batches and repeats to a smoke
 test (its numbers are not worth reporting).
 """
 
@@ -49,6 +53,7 @@ class Plan:
     peak_size: int  # n of the n x n x n fp32 matrix multiply
     peak_reps: int
     worker_timeout_s: float  # a backend that takes longer is stopped and reported as an error
+    rounds: int = 1  # times every backend is measured, interleaved (module doc)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "figures": [f.to_dict() for f in self.figures]}
@@ -58,13 +63,13 @@ def full_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
     """The issue's figures: calls at batch 1/8/30, DDIM-n at 1, DDPM-T + DDIM-n at 30."""
     return Plan(
         mode="full",
-        figures=(
-            Figure("net", 1, 1, reps=300, warmup=30, budget_s=5),
-            Figure("net", 8, 1, reps=80, warmup=8, budget_s=5),
-            Figure("net", 30, 1, reps=40, warmup=4, budget_s=6),
-            Figure("ddim", 1, n, reps=30, warmup=2, budget_s=8, min_reps=5),
-            Figure("ddim", 30, n, reps=7, warmup=1, budget_s=12, min_reps=3),
-            Figure("ddpm", 30, timesteps, reps=3, warmup=0, budget_s=45, min_reps=2),
+        figures=(  # per round
+            Figure("net", 1, 1, reps=100, warmup=30, budget_s=2),
+            Figure("net", 8, 1, reps=30, warmup=8, budget_s=2),
+            Figure("net", 30, 1, reps=15, warmup=4, budget_s=2),
+            Figure("ddim", 1, n, reps=10, warmup=2, budget_s=3, min_reps=3),
+            Figure("ddim", 30, n, reps=3, warmup=1, budget_s=4, min_reps=2),
+            Figure("ddpm", 30, timesteps, reps=1, warmup=0, budget_s=15, min_reps=1),
         ),
         coldstart_reps=3,
         sweep_reps=(300, 30),
@@ -73,6 +78,7 @@ def full_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
         peak_size=2048,
         peak_reps=20,
         worker_timeout_s=300,
+        rounds=3,
     )
 
 
@@ -94,4 +100,5 @@ def quick_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
         peak_size=256,
         peak_reps=3,
         worker_timeout_s=300,  # a safety net for an overloaded machine, not a budget
+        rounds=1,
     )

@@ -108,7 +108,9 @@ def markdown(record: dict) -> str:
         f"({record['peak']['source']}; " + ", ".join(f"{k} {v:.0f}" for k, v in record['peak']['all'].items())
         + f"). Network: {record['flops_per_image'] / 1e9:.3f} GFLOP per image per call.",
         "",
-        "Median milliseconds (speed-up over eager PyTorch in the same run); p90 and more in the JSON.",
+        f"Median milliseconds (speed-up over eager PyTorch in the same run); every backend measured in "
+        f"{record['plan'].get('rounds', 1)} interleaved round(s), each figure the median of the round medians; "
+        "p90, per-round medians and more in the JSON.",
         "",
         "| backend | " + " | ".join(f["title"] for f in figures) + " | peak RSS MB |",
         "|---" * (len(figures) + 2) + "|",

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from benchmarks import coldstart, plot, procs, report
 from benchmarks.backends import Setup, backends_for, model_config
 from benchmarks.plan import Plan, full_plan, quick_plan
 from benchmarks.sweep import CONFIGS
+from benchmarks.timing import merge_rounds
 from spritegen.contract import MANIFEST_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,35 +103,66 @@ def _pythonpath() -> str:
     return os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-def measure_roofline(args: argparse.Namespace, plan: Plan, setup: Setup, work: Path) -> dict:
-    """FLOPs per image and the fp32 peak: the best library on the CPU, torch fp32 (no TF32) on CUDA."""
+def roofline_round(args: argparse.Namespace, plan: Plan, setup: Setup, work: Path, number: int) -> dict:
+    """One roofline job: FLOPs per image and each library's fp32 matmul rate (GFLOP/s)."""
     model = model_config(setup.export_dir).to_dict()
     roof = worker({"job": "roofline", "device": args.device, "size": plan.peak_size, "reps": plan.peak_reps,
-                   "model": model}, work, "roofline", plan.worker_timeout_s)
+                   "model": model}, work, f"roofline-r{number}", plan.worker_timeout_s)
     if roof.get("status") != "ok":
         raise SystemExit(f"error: the roofline job failed: {roof.get('reason')}")
-    rates = roof["matmul_gflops"]
-    usable = {k: v for k, v in rates.items()
-              if (k == "torch_cuda_fp32" if args.device == "cuda" else not k.startswith("torch_cuda"))}
-    source = max(usable, key=usable.get)
-    log(f"fp32 peak {usable[source]:.0f} GFLOP/s ({source}); {roof['flops_per_image'] / 1e9:.3f} GFLOP/image")
-    return {"peak": {"gflops": usable[source], "source": source, "all": rates, "dtype": "float32",
-                     "matrix": plan.peak_size},
-            "flops_per_image": roof["flops_per_image"]}
+    rates = {k: v for k, v in roof["matmul_gflops"].items()
+             if (k == "torch_cuda_fp32" if args.device == "cuda" else not k.startswith("torch_cuda"))}
+    log(f"round {number + 1}/{plan.rounds} fp32 peak {max(rates.values()):.0f} GFLOP/s ({max(rates, key=rates.get)}); "
+        f"{roof['flops_per_image'] / 1e9:.3f} GFLOP/image")
+    return {"rates": rates, "all": roof["matmul_gflops"], "flops_per_image": roof["flops_per_image"]}
 
 
-def measure_backends(args: argparse.Namespace, plan: Plan, setup: Setup, work: Path) -> dict:
-    """Every backend of the device (or --backends), each in its own worker process."""
-    rows = {}
+def measure_rounds(args: argparse.Namespace, plan: Plan, setup: Setup, work: Path) -> dict:
+    """The fp32 peak and every backend of the device (or --backends), each in its own worker
+    process, in `plan.rounds` interleaved rounds (benchmarks.plan): the peak is the median of
+    the rounds' best-library rates (the machine as it was while the backends ran, the
+    statistic every figure uses), each figure the median of its round medians."""
+    backends = backends_for(args.device, args.backends.split(",") if args.backends else None)
     figures = [f.to_dict() for f in plan.figures]
-    for backend in backends_for(args.device, args.backends.split(",") if args.backends else None):
-        result = worker({"job": "backend", "backend": backend.name, "setup": setup.__dict__, "figures": figures},
-                        work, backend.name, plan.worker_timeout_s)
-        result.update(label=backend.label, device=backend.device)
-        rows[backend.name] = result
-        shown = ", ".join(f"{k} {v['median_ms']:.3g} ms" for k, v in result.get("figures", {}).items())
-        log(f"{backend.name}: {result['status']} {shown or result.get('reason', '')}"[:300])
-    return rows
+    peaks: list[dict] = []
+    rounds: dict[str, list[dict]] = {b.name: [] for b in backends}
+    for number in range(plan.rounds):
+        peaks.append(roofline_round(args, plan, setup, work, number))
+        for backend in backends:
+            if rounds[backend.name] and rounds[backend.name][0].get("status") == "unavailable":
+                continue  # no GPU, no C++ build: it will not appear in a later round either
+            result = worker({"job": "backend", "backend": backend.name, "setup": setup.__dict__,
+                             "figures": figures}, work, f"{backend.name}-r{number}", plan.worker_timeout_s)
+            rounds[backend.name].append(result)
+            shown = ", ".join(f"{k} {v['median_ms']:.3g} ms" for k, v in result.get("figures", {}).items())
+            log(f"round {number + 1}/{plan.rounds} {backend.name}: {result['status']} "
+                f"{shown or result.get('reason', '')}"[:300])
+    rates = {k: statistics.median(p["rates"][k] for p in peaks) for k in peaks[0]["rates"]}
+    source = max(rates, key=rates.get)
+    return {"peak": {"gflops": rates[source], "source": source, "all": rates, "dtype": "float32",
+                     "matrix": plan.peak_size, "round_gflops": [max(p["rates"].values()) for p in peaks]},
+            "flops_per_image": peaks[0]["flops_per_image"],
+            "backends": {b.name: {**_merged(rounds[b.name]), "label": b.label, "device": b.device}
+                         for b in backends}}
+
+
+def _merged(results: list[dict]) -> dict:
+    """One backend's row from its rounds: figures merged (timing.merge_rounds) where every
+    round measured them; the first round's status and reason when none is usable."""
+    usable = [r for r in results if r.get("figures")]
+    if not usable:
+        return results[0]
+    keys = [k for k in usable[0]["figures"] if all(k in r["figures"] for r in usable)]
+    merged = {**usable[0], "figures": {k: merge_rounds([r["figures"][k] for r in usable]) for k in keys},
+              "rounds": len(usable), "peak_rss_mb": max(r["peak_rss_mb"] for r in usable),
+              "wall_s": sum(r["wall_s"] for r in results)}
+    errors = {k: v for r in results for k, v in r.get("errors", {}).items()}
+    if errors:
+        merged["errors"] = errors
+    if any(r.get("status") != "ok" for r in results):
+        merged["status"] = "partial"
+        merged["reason"] = "; ".join(r.get("reason", r.get("status", "")) for r in results if r.get("status") != "ok")
+    return merged
 
 
 def measure_sweep(plan: Plan, setup: Setup, work: Path) -> dict:
@@ -145,8 +178,7 @@ def measure_sweep(plan: Plan, setup: Setup, work: Path) -> dict:
 
 
 def measure_all(args: argparse.Namespace, plan: Plan, setup: Setup, work: Path) -> dict:
-    record = measure_roofline(args, plan, setup, work)
-    record["backends"] = measure_backends(args, plan, setup, work)
+    record = measure_rounds(args, plan, setup, work)
     skip = set(filter(None, args.skip.split(",")))
     if args.device == "cpu" and "coldstart" not in skip:
         log("cold start ...")

@@ -62,3 +62,15 @@ def measure(fn: Callable[[], object], *, reps: int, warmup: int = 1, budget_s: f
     ms = sorted(s * 1e3 for s in samples)
     return Timing(median_ms=statistics.median(ms), p90_ms=percentile(ms, 90), min_ms=ms[0],
                   mean_ms=statistics.fmean(ms), reps=len(ms), warmup=warmup)
+
+
+def merge_rounds(figures: list[dict]) -> dict:
+    """One figure from its per-round Timing dicts (benchmarks.plan: rounds): the median of
+    the round medians and of the round p90s, so one round in a slow spell of the machine
+    moves no figure; min over all; mean weighted by repeats; each round's median kept."""
+    medians = [f["median_ms"] for f in figures]
+    reps = sum(f["reps"] for f in figures)
+    return {"median_ms": statistics.median(medians), "p90_ms": statistics.median(f["p90_ms"] for f in figures),
+            "min_ms": min(f["min_ms"] for f in figures),
+            "mean_ms": sum(f["mean_ms"] * f["reps"] for f in figures) / reps, "reps": reps,
+            "warmup": figures[0]["warmup"], "round_medians_ms": medians}

@@ -129,6 +129,11 @@ class Sampler:
     def provider(self) -> str:
         return "cuda" if self.cuda else "cpu"
 
+    @property
+    def open_graphs(self) -> tuple[str, ...]:
+        """Graphs whose sessions are built so far (see `load`)."""
+        return tuple(self._graphs)
+
     def noise(self, batch: int, seed: int | None) -> np.ndarray:
         """The x_T that a call with this batch and `seed` draws (see plan.Noise), to share
         one starting noise between samplers: ddpm(c, noise=noise(B, s), seed=s) == ddpm(c, seed=s)."""
@@ -245,11 +250,6 @@ class Sampler:
             raise InputError(f"precision {self.precision!r} runs {UNET_FILES[self.precision]} with impl='unet' only "
                              f"(the step and loop graphs are fp32); got impl={impl!r}")
         return impl
-
-    @property
-    def open_graphs(self) -> tuple[str, ...]:
-        """Graphs whose sessions are built so far (see `load`)."""
-        return tuple(self._graphs)
 
     def _open_graphs(self, names: list[str]) -> None:
         for name in names:

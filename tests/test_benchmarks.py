@@ -128,3 +128,29 @@ def test_measure_counts_and_orders() -> None:
     assert len(calls) == 10 and timing.reps == 7 and timing.warmup == 3
     assert timing.min_ms <= timing.median_ms <= timing.p90_ms
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0 and percentile([1.0, 2.0], 90) == pytest.approx(1.9)
+
+
+def _timing(median: float, reps: int = 10) -> dict:
+    return {"median_ms": median, "p90_ms": median * 1.2, "min_ms": median * 0.9, "mean_ms": median * 1.05,
+            "reps": reps, "warmup": 2}
+
+
+def test_rounds_merge_so_one_slow_round_moves_no_figure() -> None:
+    """The VM's speed drifts for tens of seconds (benchmarks.plan): a figure is the median of
+    its round medians, so a round caught in a slow spell is outvoted by the other two."""
+    from benchmarks.run import _merged
+
+    rounds = [{"status": "ok", "figures": {"net_b1": _timing(0.8), "ddim25_b1": _timing(20.0)}, "peak_rss_mb": 100,
+               "wall_s": 3.0},
+              {"status": "ok", "figures": {"net_b1": _timing(1.4), "ddim25_b1": _timing(35.0)}, "peak_rss_mb": 120,
+               "wall_s": 4.0},
+              {"status": "partial", "reason": "stopped", "figures": {"net_b1": _timing(0.82)}, "peak_rss_mb": 90,
+               "wall_s": 5.0}]
+    row = _merged(rounds)
+    assert row["figures"]["net_b1"]["median_ms"] == 0.82 and row["figures"]["net_b1"]["reps"] == 30
+    assert row["figures"]["net_b1"]["round_medians_ms"] == [0.8, 1.4, 0.82]
+    assert row["figures"]["net_b1"]["min_ms"] == pytest.approx(0.72)
+    assert "ddim25_b1" not in row["figures"]  # not measured in every usable round: not reported as if it were
+    assert row["status"] == "partial" and row["peak_rss_mb"] == 120 and row["wall_s"] == 12.0
+    unavailable = {"status": "unavailable", "reason": "no GPU"}
+    assert _merged([unavailable]) == unavailable
