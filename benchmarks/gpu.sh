@@ -77,6 +77,7 @@ fi
 ARGS=(--device "$DEVICE" --export-dir "$EXPORT_DIR" --out "$OUT")
 [ -n "${QUICK:-}" ] && ARGS+=(--quick)
 [ -n "${BACKENDS:-}" ] && ARGS+=(--backends "$BACKENDS")
+ARGS+=(--rounds "${ROUNDS:-1}")  # one round keeps the call within minutes; ROUNDS=3 as on the CPU
 say "python -m benchmarks.run ${ARGS[*]}"
 timeout "$BENCH_TIMEOUT" "$PY" -m benchmarks.run "${ARGS[@]}" 2>&1 | tee "$OUT/gpu-run.log"
 status=${PIPESTATUS[0]}

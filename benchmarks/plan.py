@@ -3,11 +3,11 @@
 Repeat counts are the most a figure takes in one round; each also has a time budget (see
 benchmarks.timing.measure) so the full run stays under ten minutes even on a slow or
 busy machine. Backends are measured in `rounds` (every backend once per round, in a fresh
-worker), and each figure is the median of its round medians: this machine is a VM whose
-speed drifts by up to 1.7x for tens of seconds at a time (measured: one ORT call 0.56 ms,
-then 0.94 ms a minute later, same process image), so a backend measured only once can
-land wholly in a slow spell while the eager baseline does not. --quick keeps every code path but shrinks batches and repeats to a smoke
-test (its numbers are not worth reporting).
+worker, each round in a rotated order), and each figure is the median of its round
+medians: this VM's CPU slows by up to 1.7x under sustained load and recovers when idle
+(docs/benchmarks.md), so a backend measured only once, or always late in the order, can
+land wholly in a slow spell while the eager baseline does not. --quick keeps every code
+path but shrinks batches and repeats to a smoke test (its numbers are not worth reporting).
 """
 
 from __future__ import annotations

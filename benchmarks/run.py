@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -47,6 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="ORT rows and the C++ program without spin-waiting threads (Sampler.load(spin=False)), "
                    "as on cores shared with other busy work")
     p.add_argument("--cpp-binary", help="the C++ example (default: build/cpp/spritegen_cpp if built)")
+    p.add_argument("--rounds", type=int, help="times every backend is measured, interleaved (default: the plan's, "
+                   "3 for a full run, 1 for --quick)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: coldstart,sweep,profile")
     return p.parse_args(argv)
 
@@ -119,16 +122,20 @@ def roofline_round(args: argparse.Namespace, plan: Plan, setup: Setup, work: Pat
 
 def measure_rounds(args: argparse.Namespace, plan: Plan, setup: Setup, work: Path) -> dict:
     """The fp32 peak and every backend of the device (or --backends), each in its own worker
-    process, in `plan.rounds` interleaved rounds (benchmarks.plan): the peak is the median of
-    the rounds' best-library rates (the machine as it was while the backends ran, the
-    statistic every figure uses), each figure the median of its round medians."""
+    process, in `plan.rounds` interleaved rounds in rotated orders (benchmarks.plan): the peak
+    is the median of the rounds' best-library rates (the machine as it was while the backends
+    ran, the statistic every figure uses), each figure the median of its round medians."""
     backends = backends_for(args.device, args.backends.split(",") if args.backends else None)
     figures = [f.to_dict() for f in plan.figures]
     peaks: list[dict] = []
     rounds: dict[str, list[dict]] = {b.name: [] for b in backends}
     for number in range(plan.rounds):
         peaks.append(roofline_round(args, plan, setup, work, number))
-        for backend in backends:
+        # Each round starts at a different backend: the CPU slows after tens of seconds of
+        # full load and recovers when idle (docs/benchmarks.md), so a fixed order would
+        # always measure the same backends on a fresh CPU and the others on a hot one.
+        start = number * len(backends) // plan.rounds
+        for backend in backends[start:] + backends[:start]:
             if rounds[backend.name] and rounds[backend.name][0].get("status") == "unavailable":
                 continue  # no GPU, no C++ build: it will not appear in a later round either
             result = worker({"job": "backend", "backend": backend.name, "setup": setup.__dict__,
@@ -240,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     plan = quick_plan() if args.quick else full_plan()
+    if args.rounds:
+        plan = replace(plan, rounds=max(1, args.rounds))
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spritegen-bench-") as tmp:

@@ -154,3 +154,18 @@ def test_rounds_merge_so_one_slow_round_moves_no_figure() -> None:
     assert row["status"] == "partial" and row["peak_rss_mb"] == 120 and row["wall_s"] == 12.0
     unavailable = {"status": "unavailable", "reason": "no GPU"}
     assert _merged([unavailable]) == unavailable
+
+
+def test_gpu_script_runs_end_to_end_on_the_cpu(export_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/gpu.sh is meant for a lent GPU machine; on a CPU (DEVICE=cpu QUICK=1) it runs
+    every step it would run there: import check, environment report, the benchmark, the files."""
+    out = tmp_path / "gpu-out"
+    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "OUT": str(out), "EXPORT_DIR": str(export_dir),
+           "PYTHON": sys.executable, "BACKENDS": "eager,ort-step"}
+    proc = subprocess.run(["bash", "benchmarks/gpu.sh"], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=REPO)
+    assert proc.returncode == 0, f"gpu.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "onnxruntime providers:" in (out / "gpu-env.txt").read_text()
+    record = json.loads((out / "bench-cpu-quick.json").read_text())
+    assert record["plan"]["rounds"] == 1 and set(record["backends"]) == {"eager", "ort-step"}
+    assert record["backends"]["ort-step"]["status"] == "ok" and (out / "gpu-run.log").is_file()
