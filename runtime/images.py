@@ -95,16 +95,27 @@ def save_npy(array: np.ndarray, path: str | Path) -> Path:
 
 
 def _atomic(path: Path, write) -> Path:
-    """Write via a temporary file in the target's directory, then rename over `path`."""
+    """Write via a temporary file in the target's directory, then rename over `path`
+    (with the permissions a plain open() would give: mkstemp's are owner-only)."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         write(tmp)
+        tmp.chmod(0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: done once, at import, and restored
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def _font(size: int = 13):

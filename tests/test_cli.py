@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,10 @@ def test_sample_writes_grid_gif_and_arrays(export_dir: Path, tmp_path: Path) -> 
     with Image.open(gif) as animation:
         assert animation.n_frames == 1 + 5  # x_T, then the state after every DDIM step
     assert "seed 4" in result.stdout
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out, gif, npy):  # as a plain open() would make them, not mkstemp's owner-only 0600
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
 def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> None:
