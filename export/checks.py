@@ -15,14 +15,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Absolute tolerances, each with its reason (docs/export.md has measured errors)."""
+    """Tolerances, absolute unless the name says rel_rms, each with its reason
+    (docs/export.md has measured errors)."""
 
     eps: float = 1e-4  # fp32 network: ORT/TorchScript kernels reorder float32 sums, ~1e-6 seen
     sample: float = 1e-3  # a whole fp32 sampler chain (DDIM-25, DDPM-T) on the clipped sample
     fp16_eps: float = 3e-2  # fp16 weights/activations: unit roundoff 4.9e-4 over ~20 layers on O(1) eps
-    # int8 network, rel_rms on held-out DDIM trajectory states: measured 5.6% on the demo
-    # (per-channel int8 weights, calibrated uint8 activations); 10% flags a bad calibration
-    int8_eps_rel_rms: float = 0.1
+    # int8 network, rel_rms on held-out DDIM trajectory states: measured 5.7% on the trained
+    # demo, 9.6% on a random-weight course-format model; a broken calibration or a wrongly
+    # quantized op gives O(1), so 15% separates them with margin
+    int8_eps_rel_rms: float = 0.15
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

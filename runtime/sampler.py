@@ -85,7 +85,7 @@ class Sampler:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a positive integer, got {threads!r}")
         manifest = load_manifest(export_dir)
-        # Every graph file's hash now (~25 ms for the demo's five): a tampered or swapped file
+        # Every graph file's hash now (~25 ms for the demo's four): a tampered or swapped file
         # is refused at load even when only a later call would open it.
         for name in sorted({spec.file for spec in GRAPHS.values()} | set(UNET_FILES.values())):
             if name in manifest.sha256:
