@@ -41,24 +41,34 @@ HELD_OUT_SEED = 321  # the trajectories validation checks int8 on: not the ones 
 
 
 class _Recorder(nn.Module):
-    """The model, recording each call's inputs as a unet.onnx feed."""
+    """The model, recording each call's inputs as a unet.onnx feed and its output eps."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.feeds: list[dict[str, np.ndarray]] = []
+        self.outputs: list[np.ndarray] = []
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         rows = x.shape[0]
         context = c if c is not None else torch.zeros(rows, self.model.n_cfeat)
         self.feeds.append({"x": x.numpy().copy(), "t": t.reshape(-1).expand(rows).numpy().astype(np.float32),
                            "c": context.numpy().astype(np.float32)})
-        return self.model(x, t, c=c)
+        eps = self.model(x, t, c=c)
+        self.outputs.append(eps.numpy().copy())
+        return eps
 
 
 def calibration_feeds(model: nn.Module, config: ModelConfig, schedule: ScheduleConfig,
                       seed: int = CALIBRATION_SEED) -> list[dict[str, np.ndarray]]:
     """unet.onnx feeds along eager DDIM trajectories from `seed`'s noise (module doc), one per step."""
+    return sampling_calls(model, config, schedule, seed)[0]
+
+
+def sampling_calls(model: nn.Module, config: ModelConfig, schedule: ScheduleConfig,
+                   seed: int) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:
+    """(feeds, eager eps) of every network call along eager DDIM trajectories from `seed`'s
+    noise (module doc): the eps come with the feeds, so no caller runs the model twice."""
     rows = [k for k in range(config.n_cfeat) for _ in range(CALIBRATION_ROWS_PER_CLASS)]
     context = torch.zeros(len(rows) + CALIBRATION_ROWS_PER_CLASS, config.n_cfeat)  # + unconditional rows
     context[torch.arange(len(rows)), torch.tensor(rows)] = 1
@@ -68,7 +78,7 @@ def calibration_feeds(model: nn.Module, config: ModelConfig, schedule: ScheduleC
     with torch.no_grad():
         sample_ddim(recorder, noise, context, n=CALIBRATION_STEPS, timesteps=schedule.timesteps,
                     beta1=schedule.beta1, beta2=schedule.beta2)
-    return recorder.feeds
+    return recorder.feeds, recorder.outputs
 
 
 def to_int8(unet_onnx: Path, feeds: list[dict[str, np.ndarray]]) -> onnx.ModelProto:

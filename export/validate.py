@@ -31,7 +31,7 @@ from spritegen.contract import FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, TORCHSCRI
 from spritegen.errors import ExportError
 from spritegen.export.chains import chain_checks
 from spritegen.export.checks import Check, Tolerances, compare
-from spritegen.export.int8 import CALIBRATION_STEPS, HELD_OUT_SEED, calibration_feeds
+from spritegen.export.int8 import CALIBRATION_STEPS, HELD_OUT_SEED, sampling_calls
 from spritegen.export.probes import VALIDATION_THREADS, ort_session, probe_set, run_ort
 from spritegen.export.torchscript import load_torchscript
 
@@ -68,10 +68,7 @@ def int8_check(path: Path, model: nn.Module, config: ModelConfig, schedule: Sche
                tol: Tolerances) -> Check:
     """unet_int8.onnx vs eager on states real sampling visits (held-out DDIM trajectories, not
     the probe set's noise at every t, which int8's calibrated ranges are not meant for)."""
-    feeds = calibration_feeds(model, config, schedule, seed=HELD_OUT_SEED)
-    with torch.no_grad():
-        refs = [model(torch.from_numpy(f["x"]), torch.from_numpy(f["t"]), torch.from_numpy(f["c"])).numpy()
-                for f in feeds]
+    feeds, refs = sampling_calls(model, config, schedule, seed=HELD_OUT_SEED)
     session = ort_session(path)
     outs = [run_ort(session, f) for f in feeds]
     return compare(path.name, f"eager on held-out DDIM-{CALIBRATION_STEPS} states", refs, outs,
