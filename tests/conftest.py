@@ -13,6 +13,7 @@ import torch
 
 from spritegen.contract import ModelConfig
 from spritegen.export.model import SHORTCUT_KEYS, ContextUnet
+from spritegen.runtime import Sampler
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +89,16 @@ def course_export(tmp_path_factory: pytest.TempPathFactory, course_run_dir: Path
     """course_run_dir (no shortcut key, hyperparameters only in config.json) exported ONCE per
     session; never alter it (copy it first: tests.runtime_support.copy_export)."""
     return _export_once(tmp_path_factory, "course_export", course_run_dir)
+
+
+@pytest.fixture(scope="session")
+def export_dir(bundled_export: Path) -> Path:
+    """The export the runtime, CLI and C++ tests sample from: bundled_export (shared: never
+    alter it). A module measuring another export overrides it (test_benchmarks.py)."""
+    return bundled_export
+
+
+@pytest.fixture(scope="session")
+def sampler(export_dir: Path) -> Sampler:
+    """One CPU Sampler on `export_dir`, shared by the session's tests."""
+    return Sampler.load(export_dir, provider="cpu")

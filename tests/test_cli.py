@@ -21,12 +21,6 @@ from tests.runtime_support import copy_export
 runner = CliRunner()
 
 
-@pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """conftest's export of the bundled demo checkpoint (shared: never alter it)."""
-    return bundled_export
-
-
 def _run(*args: str, env: dict[str, str] | None = None):
     return runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
 

@@ -47,12 +47,6 @@ def cpp_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """The session's shared export of the bundled demo checkpoint (conftest); never altered."""
-    return bundled_export
-
-
-@pytest.fixture(scope="session")
 def runtime(export_dir: Path) -> Sampler:
     return Sampler.load(export_dir, provider="cpu", threads=1)  # the machine is shared
 

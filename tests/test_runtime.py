@@ -29,17 +29,6 @@ CONTEXT = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0.6, 0], [0, 0, 0, 0, 0]], np.flo
 
 
 @pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """conftest's export of the bundled demo checkpoint (shared: never alter it)."""
-    return bundled_export
-
-
-@pytest.fixture(scope="session")
-def sampler(export_dir: Path) -> Sampler:
-    return Sampler.load(export_dir, provider="cpu")
-
-
-@pytest.fixture(scope="session")
 def model() -> torch.nn.Module:
     """The bundled checkpoint's eager model, pinned shortcut and all, as the export saw it."""
     torch.set_num_threads(1)  # the machine is shared; one thread is as fast for batch <= 3

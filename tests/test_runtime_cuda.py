@@ -23,12 +23,6 @@ pytestmark = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available
 SAMPLE_ATOL = 1e-3  # float32 rounding of a whole sampler run, as in test_runtime.py
 
 
-@pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """conftest's export of the bundled demo checkpoint (shared: never alter it)."""
-    return bundled_export
-
-
 @pytest.fixture(scope="module")
 def cpu(export_dir: Path) -> Sampler:
     return Sampler.load(export_dir, provider="cpu")

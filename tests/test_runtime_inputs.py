@@ -17,17 +17,6 @@ from spritegen.runtime import Sampler
 from tests.runtime_support import copy_export
 
 
-@pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """conftest's export of the bundled demo checkpoint (shared: never alter it)."""
-    return bundled_export
-
-
-@pytest.fixture(scope="session")
-def sampler(export_dir: Path) -> Sampler:
-    return Sampler.load(export_dir, provider="cpu")
-
-
 def _one_line(error: pytest.ExceptionInfo) -> str:
     message = str(error.value)
     assert message and "\n" not in message
