@@ -31,6 +31,7 @@ from spritegen.export.checks import Tolerances
 from spritegen.export.int8 import calibration_feeds, int8_weight_count
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
+from tests.runtime_support import copy_export
 
 # Runtime vs reference loop, both on the int8 network: float32 rounding of the update
 # (as for fp32, tests/test_runtime.py); the network itself is the same file and session.
@@ -139,12 +140,9 @@ def test_int8_refuses_fused_graphs_and_exports_without_the_file(bundled_export: 
         sampler.ddim("hero", impl="loop")
     with pytest.raises(InputError, match="unknown precision"):
         Sampler.load(bundled_export, provider="cpu", precision="int4")
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    manifest = json.loads((course_export / MANIFEST_FILE).read_text())
-    for name in manifest["files"]:
-        if name != INT8_UNET_FILE:
-            (bare / name).write_bytes((course_export / name).read_bytes())
+    bare = copy_export(course_export, tmp_path / "bare")  # then as exported without --int8
+    (bare / INT8_UNET_FILE).unlink()
+    manifest = json.loads((bare / MANIFEST_FILE).read_text())
     del manifest["files"][INT8_UNET_FILE]
     (bare / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ExportDirError, match="spritegen-export --int8"):
