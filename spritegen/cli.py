@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -279,8 +280,13 @@ def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], imp
           precision: Precision):
     from spritegen.runtime import Sampler
     directory = export_dir if export_dir is not None else default_export()
-    return Sampler.load(directory, provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
-                        precision=precision.value)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. provider auto falling back to the CPU
+        warnings.simplefilter("always", RuntimeWarning)
+        sampler = Sampler.load(directory, provider=provider, threads=threads, impl=impl.value if impl else None,
+                               spin=spin, precision=precision.value)
+    for warning in caught:
+        err.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
+    return sampler
 
 
 # ------------------------------------------------- the bundled model's export
