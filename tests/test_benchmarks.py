@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,16 +157,41 @@ def test_rounds_merge_so_one_slow_round_moves_no_figure() -> None:
     assert _merged([unavailable]) == unavailable
 
 
-def test_gpu_script_runs_end_to_end_on_the_cpu(export_dir: Path, tmp_path: Path) -> None:
-    """benchmarks/gpu.sh is meant for a lent GPU machine; on a CPU (DEVICE=cpu QUICK=1) it runs
-    every step it would run there: import check, environment report, the benchmark, the files."""
-    out = tmp_path / "gpu-out"
+def test_gpu_script_runs_its_call_sequence_on_the_cpu(export_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/gpu.sh is meant for a lent GPU machine, as a sequence of calls; on a CPU
+    (DEVICE=cpu QUICK=1) it runs every step it would run there. A small wheel travels in two
+    calls: the first only stashes its part and ends; the second installs the wheel, reports
+    the environment, runs the probe, the benchmark and one test file, writing JSON."""
+    from tests.test_gpu_pack import make_wheel
+    from benchmarks import gpu_pack
+
+    record = gpu_pack.split([make_wheel(tmp_path)], tmp_path / "pack", 250_000, 250_000)
+    assert len(record["calls"]) == 2
+    out, site = tmp_path / "gpu-out", tmp_path / "site"
     env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "OUT": str(out), "EXPORT_DIR": str(export_dir),
-           "PYTHON": sys.executable, "BACKENDS": "eager,ort-step"}
-    proc = subprocess.run(["bash", "benchmarks/gpu.sh"], env=env, capture_output=True, text=True, timeout=600,
-                          cwd=REPO)
-    assert proc.returncode == 0, f"gpu.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert "onnxruntime providers:" in (out / "gpu-env.txt").read_text()
-    record = json.loads((out / "bench-cpu-quick.json").read_text())
-    assert record["plan"]["rounds"] == 1 and set(record["backends"]) == {"eager", "ort-step"}
-    assert record["backends"]["ort-step"]["status"] == "ok" and (out / "gpu-run.log").is_file()
+           "PYTHON": sys.executable, "BACKENDS": "eager,ort-step", "SITE": str(site),
+           "SPRITEGEN_GPU_STASH": str(tmp_path / "store"), "TESTS": "1",
+           "TEST_FILES": "tests/test_device_thread.py::test_one_device_thread_per_gpu"}
+    procs_ = []
+    for k, call in enumerate(record["calls"]):
+        pack = tmp_path / f"call{k}"
+        (pack / "parts").mkdir(parents=True)
+        shutil.copy(tmp_path / "pack" / "pack.json", pack)
+        for name in call:
+            shutil.copy(tmp_path / "pack" / "parts" / name, pack / "parts")
+        procs_.append(subprocess.run(["bash", "benchmarks/gpu.sh"], env={**env, "PACK_DIR": str(pack)},
+                                     capture_output=True, text=True, timeout=600, cwd=REPO))
+    first, last = procs_
+    assert first.returncode == 0 and "run the next call" in first.stdout and not out.joinpath("gpu-env.txt").exists()
+    assert last.returncode == 0, f"gpu.sh failed:\n{last.stdout[-3000:]}\n{last.stderr[-3000:]}"
+    assert (site / "sgfake_ort" / "__init__.py").is_file()
+    env_report = (out / "gpu-env.txt").read_text()
+    assert "providers listed" in env_report and str(site) in env_report and "sgfake-cudnn-cu13~=9.0" in env_report
+    probe = json.loads((out / "gpu-probe.json").read_text())
+    assert probe["ok"] and probe["session_providers"] == ["CPUExecutionProvider"]
+    bench = json.loads((out / "bench-cpu-quick.json").read_text())
+    assert bench["plan"]["rounds"] == 1 and set(bench["backends"]) == {"eager", "ort-step"}
+    assert bench["backends"]["ort-step"]["status"] == "ok" and (out / "gpu-run.log").is_file()
+    tests = json.loads((out / "cuda-tests.json").read_text())
+    assert (tests["passed"], tests["failed"], tests["returncode"]) == (1, 0, 0)
+    assert len(list(out.iterdir())) <= 8  # what a device call can bring back
