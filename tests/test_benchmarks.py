@@ -178,17 +178,21 @@ def test_gpu_script_runs_its_call_sequence_on_the_cpu(export_dir: Path, tmp_path
            "PYTHON": sys.executable, "BACKENDS": "eager,ort-step", "SITE": str(site),
            "SPRITEGEN_GPU_STASH": str(tmp_path / "store"), "TESTS": "1",
            "TEST_FILES": "tests/test_device_thread.py::test_one_device_thread_per_gpu"}
-    procs_ = []
-    for k, call in enumerate(record["calls"]):
+
+    def device_call(k: int) -> subprocess.CompletedProcess:
+        """gpu.sh as device call k sees the repository: pack.json and that call's parts only."""
         pack = tmp_path / f"call{k}"
         (pack / "parts").mkdir(parents=True)
         shutil.copy(tmp_path / "pack" / "pack.json", pack)
-        for name in call:
+        for name in record["calls"][k]:
             shutil.copy(tmp_path / "pack" / "parts" / name, pack / "parts")
-        procs_.append(subprocess.run(["bash", "benchmarks/gpu.sh"], env={**env, "PACK_DIR": str(pack)},
-                                     capture_output=True, text=True, timeout=600, cwd=REPO))
-    first, last = procs_
-    assert first.returncode == 0 and "run the next call" in first.stdout and not out.joinpath("gpu-env.txt").exists()
+        return subprocess.run(["bash", "benchmarks/gpu.sh"], env={**env, "PACK_DIR": str(pack)},
+                              capture_output=True, text=True, timeout=600, cwd=REPO)
+
+    first = device_call(0)
+    assert first.returncode == 0 and "run the next call" in first.stdout, first.stderr
+    assert not (out / "gpu-env.txt").exists() and not site.exists()  # the call ended after stashing
+    last = device_call(1)
     assert last.returncode == 0, f"gpu.sh failed:\n{last.stdout[-3000:]}\n{last.stderr[-3000:]}"
     assert (site / "sgfake_ort" / "__init__.py").is_file()
     env_report = (out / "gpu-env.txt").read_text()
