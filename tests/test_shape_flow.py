@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
@@ -71,9 +72,21 @@ def _traced(module: nn.Module) -> onnx.ModelProto:
 
 
 def test_traced_guidance_weight_passes_now_and_failed_before() -> None:
-    assert shape_leaks(_traced(GuidedEps(_TinyUnet()))) == []
-    leaks = shape_leaks(_traced(_ProductWeight(_TinyUnet())))
+    """The selected weight passes where the product failed, and gives the same bits in ORT."""
+    torch.manual_seed(0)
+    unet = _TinyUnet()
+    selected, product = _traced(GuidedEps(unet)), _traced(_ProductWeight(unet))
+    assert shape_leaks(selected) == []
+    leaks = shape_leaks(product)
     assert len(leaks) == 1 and leaks[0].startswith("Mul node"), leaks
+    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                for m in (selected, product)]
+    rng = np.random.default_rng(0)
+    for groups, w in ((1, 0.0), (1, 3.0), (2, 0.0), (2, 3.0)):
+        feeds = {"x": rng.standard_normal((3, 3, 4, 4), dtype=np.float32), "t": np.array([0.5], np.float32),
+                 "c": rng.random((3 * groups, 5), dtype=np.float32), "w": np.array([w], np.float32)}
+        new, old = (s.run(None, feeds)[0] for s in sessions)
+        assert new.tobytes() == old.tobytes(), (groups, w)
 
 
 def _model(nodes: list[onnx.NodeProto], constants: dict[str, np.ndarray], outputs: list[str]) -> onnx.ModelProto:
