@@ -250,7 +250,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
         carry = [str(MANIFEST)] + [str(PACK / "parts" / name) for name in call]
         last = k == len(record["calls"])
         print(json.dumps({"call": k, "carry": carry, "command": "bash benchmarks/gpu.sh",
-                          "timeout_s": 540 if last else 120}))
+                          "timeout_s": 570 if last else 120}))
 
 
 def cmd_stash(args: argparse.Namespace) -> None:

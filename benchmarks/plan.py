@@ -119,5 +119,8 @@ def gpu_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
             Figure("ddim", 30, n, reps=5, warmup=2, budget_s=3, min_reps=2),
             Figure("ddpm", 30, timesteps, reps=3, warmup=1, budget_s=10, min_reps=1),
         ),
+        # eight workers (the peak and seven rows) within gpu.sh's 330 s: a stuck one keeps
+        # what it measured ("partial") and cannot starve the others
+        worker_timeout_s=40,
         rounds=1,
     )

@@ -205,3 +205,19 @@ def test_gpu_script_runs_its_call_sequence_on_the_cpu(export_dir: Path, tmp_path
     tests = json.loads((out / "cuda-tests.json").read_text())
     assert (tests["passed"], tests["failed"], tests["returncode"]) == (1, 0, 0)
     assert len(list(out.iterdir())) <= 8  # what a device call can bring back
+
+
+def test_gpu_plan_times_the_issue_figures_after_capture() -> None:
+    """--device cuda measures DDIM-25 at batch 1 and DDPM-500 at batch 30 (issue 15), every
+    sampler warmed up first (CUDA-graph capture is not timed), and its workers fit gpu.sh."""
+    from benchmarks.backends import BACKENDS
+    from benchmarks.plan import gpu_plan
+
+    plan = gpu_plan()
+    keys = {f.key: f for f in plan.figures}
+    assert {"ddim25_b1", "ddpm500_b30"} <= set(keys)
+    assert all(f.warmup >= 1 for f in plan.figures)
+    bench_timeout = int(next(line for line in (REPO / "benchmarks/gpu.sh").read_text().splitlines()
+                             if line.startswith("BENCH_TIMEOUT=")).split(":-")[1].rstrip('}"'))
+    rows = len([b for b in BACKENDS if b.device == "cuda"])
+    assert (rows + 1) * plan.worker_timeout_s <= bench_timeout  # + the peak's worker
