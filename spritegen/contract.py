@@ -171,3 +171,19 @@ INT8_UNET_FILE = "unet_int8.onnx"  # same contract as GRAPHS["unet"], int8 (QDQ)
 # The network file of each precision; fp16 and int8 are written on request (--fp16, --int8).
 UNET_FILES = {"fp32": GRAPHS["unet"].file, "fp16": FP16_UNET_FILE, "int8": INT8_UNET_FILE}
 TORCHSCRIPT_FILE = "unet.ts"  # forward(x, t, c) as GRAPHS["unet"]
+
+
+class GraphMeta:
+    """Keys of the facts every exported ONNX file carries in its metadata_props (JSON values
+    for non-strings). The exporter writes them and the runtime checks them against the
+    manifest, so both read the names from here."""
+
+    FORMAT = "spritegen.format"  # MANIFEST_FORMAT
+    VERSION = "spritegen.version"  # the spritegen version that exported the file
+    GRAPH = "graph"  # the GRAPHS key of the file
+    HYPERPARAMETERS = "hyperparameters"  # ModelConfig.to_dict()
+    CLASS_NAMES = "class_names"
+    SCHEDULE = "schedule"  # ScheduleConfig.to_dict()
+    LOOP_STEPS = "ddim_loop_steps"  # ddim_loop.onnx only: its fixed n
+    SOURCE = "source"  # the checkpoint's provenance (W&B name, file, bundled)
+    CHECKPOINT_SHA256 = "checkpoint_sha256"  # sha256 of the state_dict file the graph was traced from

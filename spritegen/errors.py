@@ -24,3 +24,16 @@ class ExportDirError(SpriteGenError):
 
 class InputError(SpriteGenError):
     """A sampling request (context, noise, steps, batch) is malformed."""
+
+
+class OutputError(SpriteGenError):
+    """A result (picture, array, export) could not be written where the user asked."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when empty): how a
+    library's multi-line error becomes part of one of our one-line messages."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
