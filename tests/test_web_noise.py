@@ -8,20 +8,14 @@ skips only when node is absent.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import random
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DRIVER = ROOT / "tests" / "web" / "noise_driver.mjs"
-NODE = shutil.which("node")
+from tests.web_support import NODE, floats, run_node
+
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (apt-get install nodejs)")
 
 MASK = 0xFFFFFFFF
@@ -79,18 +73,6 @@ def reference_normals(seed: int, stream: int, count: int) -> np.ndarray:
         x0, x1, x2, x3 = philox((j, stream, 0, 0), key)
         values.extend(box_muller(x0, x1) + box_muller(x2, x3))
     return np.array(values[:count], np.float64).astype(np.float32)  # one rounding to nearest even
-
-
-# ------------------------------------------------------------------- driver
-def run_node(cases: list[dict]) -> list:
-    result = subprocess.run([NODE, str(DRIVER)], input=json.dumps(cases), capture_output=True, text=True,
-                            timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def floats(encoded: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(encoded), dtype="<f4")
 
 
 def assert_bitwise(js: np.ndarray, ref: np.ndarray, what: str) -> None:
