@@ -1,7 +1,7 @@
 """The browser runtime in a real browser: examples/web in headless Chromium against Python.
 
-serve.py serves the demo page, onnxruntime-web and three exports (good, a tampered graph,
-a missing graph) on a free loopback port; tests/web/browser_driver.mjs drives the system
+examples/web/serve.py serves the demo page, onnxruntime-web and three exports (good, a tampered graph,
+a missing graph) on a free loopback port; benchmarks/web_driver.mjs drives the system
 Chromium through playwright-core (never a downloaded browser) in one launch: the page
 draws its own grid (saved as a screenshot), then generates sprites for several seeds,
 classes, a blend, guidance, eta > 0, the loop graph and DDPM, and hands the arrays back.
@@ -13,31 +13,21 @@ is absent; .ci/setup_web.sh installs them.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.web_browser import drive, missing, serving
 from spritegen.contract import ddim_pairs
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
 from tests.web_support import js_noise
 
-ROOT = Path(__file__).resolve().parents[1]
-WEB = ROOT / "examples" / "web"
-DRIVER = ROOT / "tests" / "web" / "browser_driver.mjs"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-NODE = shutil.which("node")
-MISSING = [what for what, ok in (("chromium (apt-get install chromium)", CHROMIUM), ("node", NODE),
-                                 ("examples/web/node_modules (npm ci in examples/web)",
-                                  (WEB / "node_modules" / "playwright-core").is_dir()
-                                  and (WEB / "node_modules" / "onnxruntime-web").is_dir())) if not ok]
+MISSING = missing()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser test needs {', '.join(MISSING)}; "
                                                       "run .ci/setup_web.sh")
 
@@ -83,15 +73,8 @@ def exports(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(exports: Path) -> Iterator[str]:
     """serve.py on a free loopback port (COOP/COEP on); stopped after the module."""
-    process = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--export", str(exports), "--port", "0",
-                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline()  # "serving http://127.0.0.1:PORT/ ..." once it listens
-        assert line.startswith("serving "), f"serve.py did not start: {line}{process.stderr.read()}"
-        yield line.split()[1]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with serving(exports) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +82,11 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One Chromium launch: the good page with CALLS and a screenshot, then the two broken exports."""
     shot = Path(os.environ.get("SPRITEGEN_WEB_SCREENSHOT") or tmp_path_factory.mktemp("shot") / "web-demo.png")
     calls = [{"method": m, "context": c, "options": o} for m, c, o in CALLS]
-    job = {"executable": CHROMIUM, "timeout_ms": 60_000, "pages": [
+    report = drive([
         {"url": f"{server}?export=export/good/&count=4", "screenshot": str(shot), "wait_grid": 4, "calls": calls},
         {"url": f"{server}?export=export/tampered/"},
         {"url": f"{server}?export=export/missing/"},
-    ]}
-    result = subprocess.run([NODE, str(DRIVER)], input=json.dumps(job), capture_output=True, text=True,
-                            timeout=240, check=False)
-    assert result.returncode == 0, f"browser driver failed:\n{result.stderr[-3000:]}"
-    report = json.loads(result.stdout)
+    ], timeout_s=180)
     report["screenshot"] = shot
     return report
 

@@ -1,14 +1,15 @@
 // Drives the system Chromium (never a downloaded build) through playwright-core: opens the
 // demo page once per job entry, waits until it has loaded its export (or shown an error),
 // makes the calls asked for through window.spritegenDemo.gen, and writes one JSON report.
-// Used by tests/test_web.py and benchmarks/web.py; reads the job as JSON on stdin:
+// Run by benchmarks.web_browser.drive (tests/test_web.py, benchmarks/web.py); reads the job as JSON on stdin:
 //   { executable, timeout_ms, pages: [{ url, screenshot?, wait_grid?, calls: [{ method,
-//     context, options, repeat? }] }] }
+//     context, options, warmup?, repeat? }] }] }
+// Each call answers { sprites, rgba (base64), shape, times: ms of each timed repeat }.
 // Seeds in options are decimal strings (exact past 2^53) and become BigInt in the page.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
-const require = createRequire(new URL("../../examples/web/package.json", import.meta.url));
+const require = createRequire(new URL("../examples/web/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
 
 const job = JSON.parse(readFileSync(0, "utf8"));
@@ -43,6 +44,7 @@ async function runPage(context, entry) {
     for (const call of calls) {
       const options = { ...call.options, seed: seed(call.options.seed ?? "0") };
       if (options.noise) options.noise = new Float32Array(Uint8Array.from(atob(options.noise), (c) => c.charCodeAt(0)).buffer);
+      for (let r = 0; r < (call.warmup ?? 0); r++) await gen[call.method](call.context, options);
       const times = [];
       let last;
       for (let r = 0; r < (call.repeat ?? 1); r++) {
