@@ -122,7 +122,7 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
     assert page["consoleErrors"] == [], page["consoleErrors"]
     assert page["isolated"], "serve.py's COOP/COEP headers should make the page cross-origin isolated"
     assert len(page["results"]) == len(CALLS)
-    worst = 0.0
+    worst, lines = 0.0, []
     for (method, context, options), result in zip(CALLS, page["results"]):
         js = decode(result["sprites"], "<f4").reshape(result["shape"])
         ours = python_sprites(sampler, method, context, options)
@@ -130,6 +130,8 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
         errors = np.abs(js - ours)
         error, within = float(errors.max()), float((errors <= TOLERANCE).mean())
         worst = max(worst, error)
+        lines.append(f"  {method} {context} {options}: max {error:.2e}, {within:.2%} within {TOLERANCE:g}, "
+                     f"{result['times'][0]:.0f} ms")
         assert error <= MAX_TOLERANCE and within >= WITHIN_SHARE, \
             f"{method} {context} {options}: max |browser - python| = {error:.2e}, {within:.1%} within {TOLERANCE:g}"
         # The RGBA ImageData maps [-1, 1] to 0..255 exactly as runtime/images.py does.
@@ -137,6 +139,7 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
         assert np.array_equal(rgba[:, :, :3], to_pixels(js[0])) and (rgba[:, :, 3] == 255).all()
     print(f"\nbrowser vs Python runtime: max abs error {worst:.2e} over {len(CALLS)} calls "
           f"(Chromium {browser_run['version']}, {page['threads']} WASM threads, page {page['seconds']:.1f} s)")
+    print("\n".join(lines))
 
 
 def test_page_draws_a_grid_and_a_screenshot(browser_run: dict) -> None:
