@@ -3,8 +3,9 @@
 // makes the calls asked for through window.spritegenDemo.gen, and writes one JSON report.
 // Run by benchmarks.web_browser.drive (tests/test_web.py, benchmarks/web.py); reads the job as JSON on stdin:
 //   { executable, timeout_ms, pages: [{ url, screenshot?, wait_grid?, calls: [{ method,
-//     context, options, warmup?, repeat? }] }] }
-// Each call answers { sprites, rgba (base64), shape, times: ms of each timed repeat }.
+//     context, options, warmup?, repeat?, expect_error? }] }] }
+// Each call answers { sprites, rgba (base64), shape, times: ms of each timed repeat }, or
+// with expect_error { error: "Name: message" or null when it did not fail }.
 // Seeds in options are decimal strings (exact past 2^53) and become BigInt in the page.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -44,6 +45,11 @@ async function runPage(context, entry) {
     for (const call of calls) {
       const options = { ...call.options, seed: seed(call.options.seed ?? "0") };
       if (options.noise) options.noise = new Float32Array(Uint8Array.from(atob(options.noise), (c) => c.charCodeAt(0)).buffer);
+      if (call.expect_error) {  // the call must reject: answer its error's name and message
+        try { await gen[call.method](call.context, options); out.push({ error: null }); }
+        catch (error) { out.push({ error: `${error.name}: ${error.message}` }); }
+        continue;
+      }
       for (let r = 0; r < (call.warmup ?? 0); r++) await gen[call.method](call.context, options);
       const times = [];
       let last;

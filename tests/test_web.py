@@ -51,6 +51,16 @@ CALLS = [
 ]
 
 
+# Bad input to the module: (context, options, the start of the SpriteGenError message).
+BAD_CALLS = [
+    ("dragon", {"seed": "0"}, "SpriteGenError: unknown class \"dragon\""),
+    ("hero", {"seed": str(2**64)}, "SpriteGenError: seed must be in 0..2^64-1"),
+    (["hero", "food"], {"seed": ["1"]}, "SpriteGenError: 1 seeds for 2 sprites"),
+    ("hero", {"seed": "0", "n": 7, "impl": "loop"}, "SpriteGenError: impl \"loop\" runs ddim_loop.onnx"),
+    ("hero", {"seed": "0", "eta": 2}, "SpriteGenError: eta must be a finite number in 0..1"),
+]
+
+
 @pytest.fixture(scope="module")
 def exports(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """good/ (export_dir itself, linked), tampered/ (one byte of ddim_step.onnx flipped),
@@ -82,6 +92,7 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One Chromium launch: the good page with CALLS and a screenshot, then the two broken exports."""
     shot = Path(os.environ.get("SPRITEGEN_WEB_SCREENSHOT") or tmp_path_factory.mktemp("shot") / "web-demo.png")
     calls = [{"method": m, "context": c, "options": o} for m, c, o in CALLS]
+    calls += [{"method": "ddim", "context": c, "options": o, "expect_error": True} for c, o, _ in BAD_CALLS]
     report = drive([
         {"url": f"{server}?export=export/good/&count=4", "screenshot": str(shot), "wait_grid": 4, "calls": calls},
         {"url": f"{server}?export=export/tampered/"},
@@ -121,9 +132,9 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
     assert page["ready"] and page["error"] is None, page["status"]
     assert page["consoleErrors"] == [], page["consoleErrors"]
     assert page["isolated"], "serve.py's COOP/COEP headers should make the page cross-origin isolated"
-    assert len(page["results"]) == len(CALLS)
+    assert len(page["results"]) == len(CALLS) + len(BAD_CALLS)
     worst, lines = 0.0, []
-    for (method, context, options), result in zip(CALLS, page["results"]):
+    for (method, context, options), result in zip(CALLS, page["results"][:len(CALLS)]):
         js = decode(result["sprites"], "<f4").reshape(result["shape"])
         ours = python_sprites(sampler, method, context, options)
         assert js.shape == ours.shape
@@ -140,6 +151,12 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
     print(f"\nbrowser vs Python runtime: max abs error {worst:.2e} over {len(CALLS)} calls "
           f"(Chromium {browser_run['version']}, {page['threads']} WASM threads, page {page['seconds']:.1f} s)")
     print("\n".join(lines))
+
+
+def test_bad_input_is_refused_with_one_clear_error(browser_run: dict) -> None:
+    answers = [r["error"] for r in browser_run["pages"][0]["results"][len(CALLS):]]
+    for (context, options, message), answer in zip(BAD_CALLS, answers):
+        assert answer is not None and answer.startswith(message), (context, options, answer)
 
 
 def test_page_draws_a_grid_and_a_screenshot(browser_run: dict) -> None:

@@ -112,6 +112,20 @@ function contextRows(context, classNames) {
   return rows;
 }
 
+/** One seed for the batch or one per row, each 0 <= seed < 2^64 (noise.js's rule), as SpriteGenError. */
+function checkSeeds(seed, batch) {
+  try {
+    if (Array.isArray(seed)) {
+      if (seed.length !== batch) throw new RangeError(`${seed.length} seeds for ${batch} sprites: pass one seed or one per sprite`);
+      seed.forEach(seedKey);
+    } else {
+      seedKey(seed);
+    }
+  } catch (error) {
+    throw new SpriteGenError(error.message);
+  }
+}
+
 function checkNumber(value, name, upper = Infinity) {
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > upper) {
     throw new SpriteGenError(`${name} must be a finite number in 0..${upper}, got ${value}`);
@@ -163,7 +177,8 @@ export class SpriteGen {
     this.imageShape = [C, H, W];
     this.timesteps = manifest.schedule.timesteps;
     this.loopSteps = manifest.ddim_loop_steps ?? null;
-    this.sessions = new Map(); // graph name -> Promise<InferenceSession>
+    this.sessions = new Map(); // graph name -> Promise<{ session, spec }>
+    this.queue = Promise.resolve(); // sampling calls run one at a time (one WASM instance)
   }
 
   /** The ORT session of graph `name` (a key of the manifest's graphs), built once. */
@@ -211,7 +226,8 @@ export class SpriteGen {
    * eta 0). Returns { sprites: Float32Array, shape: [B, C, H, W], images: ImageData[], ms }.
    * seed: one seed, or one per row (NOISE semantics); or noise: an explicit x_T.
    */
-  async ddim(context, { n = this.loopSteps, eta = 0, seed = 0, noise = null, guidance = 0, impl = "step" } = {}) {
+  async ddim(context, { n = this.loopSteps, eta = 0, seed = 0, noise = null, guidance = 0, impl = "step",
+    progress = null } = {}) {
     checkNumber(eta, "eta", 1);
     const pairs = ddimPairs(this.timesteps, n);
     if (impl === "loop") {
@@ -219,32 +235,42 @@ export class SpriteGen {
         throw new SpriteGenError(`impl "loop" runs ddim_loop.onnx: deterministic DDIM with n=${this.loopSteps} only ` +
           `(asked n=${n}, eta=${eta}); use impl "step"`);
       }
-      return this.run(context, seed, noise, guidance, async (x, feeds, sizes) =>
-        (await this.call("ddim_loop", { x, ...feeds }, sizes)).sample);
+      return this.run(context, seed, noise, guidance, async (x, feeds, sizes) => {
+        const { sample } = await this.call("ddim_loop", { x, ...feeds }, sizes);
+        progress?.(1, 1);
+        return sample;
+      });
     }
     if (impl !== "step") throw new SpriteGenError(`unknown impl "${impl}"; choose "step" or "loop"`);
     const plan = pairs.map(([i, iPrev]) => ({ i, extra: { i_prev: iPrev, eta: Math.fround(eta) }, noisy: eta > 0 }));
     return this.run(context, seed, noise, guidance, (x, feeds, sizes, draw) =>
-      this.steps(STEP_GRAPHS.ddim, x, feeds, sizes, plan, draw));
+      this.steps(STEP_GRAPHS.ddim, x, feeds, sizes, plan, draw, progress));
   }
 
   /** The course's DDPM, T steps (noise on each step but the last). Same result shape as ddim. */
-  async ddpm(context, { seed = 0, noise = null, guidance = 0 } = {}) {
+  async ddpm(context, { seed = 0, noise = null, guidance = 0, progress = null } = {}) {
     const plan = [];
     for (let i = this.timesteps; i >= 1; i--) plan.push({ i, extra: {}, noisy: i > 1 });
     return this.run(context, seed, noise, guidance, (x, feeds, sizes, draw) =>
-      this.steps(STEP_GRAPHS.ddpm, x, feeds, sizes, plan, draw));
+      this.steps(STEP_GRAPHS.ddpm, x, feeds, sizes, plan, draw, progress));
   }
 
   // ---------------------------------------------------------------- driving
-  async run(context, seed, noise, guidance, sample) {
+  /** Queue one sampling call behind the previous ones (a failed call does not block the next). */
+  run(...args) {
+    const result = this.queue.then(() => this.sample(...args));
+    this.queue = result.catch(() => {});
+    return result;
+  }
+
+  async sample(context, seed, noise, guidance, body) {
     const started = performance.now();
     const [C, H, W] = this.imageShape;
     const perRow = C * H * W;
     const rows = contextRows(context, this.classNames);
     const B = rows.length / this.classNames.length;
     const w = checkNumber(guidance, "guidance");
-    if (Array.isArray(seed)) seed.forEach(seedKey); else seedKey(seed); // refuse a bad seed before any work
+    checkSeeds(seed, B); // refuse a bad seed before any work
     let x;
     if (noise) {
       if (!(noise instanceof Float32Array) || noise.length !== B * perRow) {
@@ -259,18 +285,19 @@ export class SpriteGen {
     c.set(rows);
     const sizes = { B, GB: c.length / this.classNames.length };
     const draw = (stream) => batchNoise(seed, B, stream, perRow);
-    const out = await sample(x, { c, w: Math.fround(w) }, sizes, draw);
+    const out = await body(x, { c, w: Math.fround(w) }, sizes, draw);
     const sprites = Float32Array.from(out, (v) => Math.min(Math.max(v, -1), 1));
     const shape = [B, C, H, W];
     return { sprites, shape, images: toImageData(sprites, shape), ms: performance.now() - started };
   }
 
   /** The step graph once per planned step i (-> i_prev): x_T in, the unclipped final state out. */
-  async steps(graph, x, feeds, sizes, plan, draw) {
+  async steps(graph, x, feeds, sizes, plan, draw, progress) {
     const zeros = new Float32Array(x.length);
-    for (const { i, extra, noisy } of plan) {
+    for (const [done, { i, extra, noisy }] of plan.entries()) {
       const z = noisy ? draw(i) : zeros; // stream i = the noise of the step starting at index i
       x = (await this.call(graph, { x, i, z, ...feeds, ...extra }, sizes)).x_prev;
+      progress?.(done + 1, plan.length);
     }
     return x;
   }
