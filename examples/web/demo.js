@@ -108,12 +108,13 @@ async function main() {
     const executionProviders = webgpu ? ["webgpu", "wasm"] : ["wasm"];
     const gen = await SpriteGen.load(exportUrl, { ort, executionProviders });
     const threads = ort.env.wasm.numThreads;
-    $("backend").textContent = `(${webgpu ? "WebGPU" : "WebAssembly"}, ${crossOriginIsolated ? `${threads} thread${threads === 1 ? "" : "s"}` : "1 thread: not cross-origin isolated"})`;
+    $("backend").textContent = `(${webgpu ? "WebGPU requested, WebAssembly fallback" : "WebAssembly"}, ${crossOriginIsolated ? `${threads} thread${threads === 1 ? "" : "s"}` : "1 thread: not cross-origin isolated"})`;
     Object.assign(window.spritegenDemo, { gen, ready: true });
     bindControls(gen);
     if (params.has("count")) $("count").value = params.get("count");
     $("count").dispatchEvent(new Event("input", { bubbles: true }));
     $("generate").disabled = false;
+    status(`ready: ${gen.classNames.length} classes, ${gen.imageShape.join("x")} sprites`);
     if (params.get("autorun") !== "0") await generate(gen);
   } catch (error) {
     window.spritegenDemo.error = error.message;
