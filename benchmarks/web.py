@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.run import machine
 from benchmarks.timing import measure, merge_rounds, percentile
-from benchmarks.web_browser import drive, missing, serving
+from benchmarks.web_browser import WEB, drive, missing, serving
 from spritegen.contract import DDIM_DEFAULT_STEPS
 from spritegen.files import write_text_atomic
 
@@ -58,8 +58,15 @@ def native_round(samplers: dict, reps: int, order: list[str]) -> dict[str, dict]
     for name in order:
         sampler = samplers[name]
         timing = measure(lambda: sampler.ddim(CONTEXT, n=DDIM_DEFAULT_STEPS, seed=int(SEED)), reps=reps, warmup=1)
-        out[name] = {"timing": timing.to_dict(), "threads": sampler.threads}
+        out[name] = {"timing": timing.to_dict(), "threads": sampler.threads or len(os.sched_getaffinity(0)),
+                     "onnxruntime": ort_version()}
     return out
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def _timing(ms: list[float]) -> dict:
@@ -71,7 +78,6 @@ def _timing(ms: list[float]) -> dict:
 def run(export_dir: Path, rounds: int, reps: int) -> dict:
     from spritegen.runtime import Sampler
 
-    cores = len(os.sched_getaffinity(0))
     samplers = {"native": Sampler.load(export_dir, provider="cpu"),
                 "native_1thread": Sampler.load(export_dir, provider="cpu", threads=1)}
     per_round: dict[str, list[dict]] = {name: [] for name in PATHS}
@@ -100,9 +106,9 @@ def run(export_dir: Path, rounds: int, reps: int) -> dict:
         "ratio_to_native_1thread": {name: figures[name]["median_ms"] / figures["native_1thread"]["median_ms"]
                                     for name in PATHS},
         "target": "browser_threads within 3x of native",
+        "onnxruntime_web": json.loads((WEB / "node_modules" / "onnxruntime-web" / "package.json").read_text())["version"],
         "rounds": rounds, "reps_per_round": reps, "export_dir": str(export_dir),
-        "machine": {"cores": cores, "cpu": platform.processor() or platform.machine(),
-                    "load_average_1min_during": load,
+        "machine": {**machine(), "load_average_1min_during": load,
                     "note": "shared with other work while measured: compare only the ratios of one run"},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
