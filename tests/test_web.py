@@ -182,3 +182,44 @@ def test_a_broken_export_shows_a_clear_message(browser_run: dict, page_index: in
     assert page["statusClass"] == "error" and message in page["status"], page["status"]
     # The browser itself logs the 404 of a missing file; nothing else may reach the console.
     assert [e for e in page["consoleErrors"] if not e.startswith(allowed)] == [], page["consoleErrors"]
+
+
+def test_server_sends_isolation_headers_and_stays_inside_its_mounts(exports: Path) -> None:
+    """COOP/COEP on every response (off with --no-isolation), module and wasm MIME types, and
+    no file outside the three mounts, however the path is spelled."""
+    import http.client
+    import urllib.parse
+
+    def get(base: str, path: str) -> tuple[int, dict[str, str]]:
+        url = urllib.parse.urlsplit(base)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        connection.request("GET", path)  # sent as written: no client-side normalisation
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+
+    with serving(exports) as isolated, serving(exports, isolate=False) as plain:
+        status, headers = get(isolated, "/ort/ort.wasm.min.mjs")
+        assert status == 200 and headers["content-type"] == "text/javascript"
+        assert headers["cross-origin-opener-policy"] == "same-origin"
+        assert headers["cross-origin-embedder-policy"] == "require-corp"
+        status, headers = get(isolated, "/ort/ort-wasm-simd-threaded.wasm")
+        assert status == 200 and headers["content-type"] == "application/wasm"
+        assert get(isolated, "/export/good/manifest.json")[0] == 200
+        status, headers = get(plain, "/index.html")
+        assert status == 200 and "cross-origin-opener-policy" not in headers
+        for path in ("/export/../../../../etc/passwd", "/export/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                     "/../../pyproject.toml", "/%2e%2e/%2e%2e/pyproject.toml", "/export/"):  # the repo's own file
+            assert get(isolated, path)[0] == 404, path
+
+
+def test_server_refuses_a_missing_export_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from benchmarks.web_browser import WEB
+
+    done = subprocess.run([sys.executable, str(WEB / "serve.py"), "--export", str(tmp_path / "nope"), "--port", "0"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr, done.stderr
