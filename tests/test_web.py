@@ -89,14 +89,16 @@ def server(exports: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One Chromium launch: the good page with CALLS and a screenshot, then the two broken exports."""
+    """One Chromium launch: the good page with CALLS and a screenshot, the two broken exports,
+    and the good export again with ORT in a web worker (ort.env.wasm.proxy)."""
     shot = Path(os.environ.get("SPRITEGEN_WEB_SCREENSHOT") or tmp_path_factory.mktemp("shot") / "web-demo.png")
     calls = [{"method": m, "context": c, "options": o} for m, c, o in CALLS]
     calls += [{"method": "ddim", "context": c, "options": o, "expect_error": True} for c, o, _ in BAD_CALLS]
     report = drive([
-        {"url": f"{server}?export=export/good/&count=4", "screenshot": str(shot), "wait_grid": 4, "calls": calls},
+        {"url": f"{server}?export=export/good/&count=8", "screenshot": str(shot), "wait_grid": 8, "calls": calls},
         {"url": f"{server}?export=export/tampered/"},
         {"url": f"{server}?export=export/missing/"},
+        {"url": f"{server}?export=export/good/&autorun=0&proxy=1", "calls": calls[:1]},
     ], timeout_s=180)
     report["screenshot"] = shot
     return report
@@ -153,6 +155,12 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
     print("\n".join(lines))
 
 
+def test_ort_in_a_worker_gives_the_same_sprites(browser_run: dict) -> None:
+    direct, proxied = browser_run["pages"][0], browser_run["pages"][3]
+    assert proxied["ready"] and proxied["consoleErrors"] == [], (proxied["status"], proxied["consoleErrors"])
+    assert proxied["results"][0]["sprites"] == direct["results"][0]["sprites"]  # bit for bit
+
+
 def test_bad_input_is_refused_with_one_clear_error(browser_run: dict) -> None:
     answers = [r["error"] for r in browser_run["pages"][0]["results"][len(CALLS):]]
     for (context, options, message), answer in zip(BAD_CALLS, answers):
@@ -163,7 +171,7 @@ def test_page_draws_a_grid_and_a_screenshot(browser_run: dict) -> None:
     from PIL import Image
 
     page = browser_run["pages"][0]
-    assert page["status"].startswith("4 sprites (hero, DDIM-25"), page["status"]
+    assert page["status"].startswith("8 sprites (hero, DDIM-25"), page["status"]
     with Image.open(browser_run["screenshot"]) as image:
         pixels = np.asarray(image.convert("RGB"))
     assert pixels.shape[0] >= 300 and pixels.shape[1] >= 600

@@ -1,6 +1,6 @@
 // The demo page: controls -> SpriteGen.ddim -> a grid of pixel-sharp sprites with their times.
 // Query parameters: export=<url of an export directory> (default "export/"),
-// count=<n> (sprites in the first grid), autorun=0 (no first grid), ep=webgpu (onnxruntime-web's WebGPU backend; untested here), threads=<n> (default: every
+// count=<n> (sprites in the first grid), autorun=0 (no first grid), proxy=1, ep=webgpu (onnxruntime-web's WebGPU backend; untested here), threads=<n> (default: every
 // core, at most 4, when the page is cross-origin isolated; otherwise ORT can only use one).
 // window.spritegenDemo exposes the loaded generator (or the load error) for tests.
 
@@ -24,6 +24,8 @@ async function loadOrt() {
   // ORT's own default is half the cores; a sprite generator that runs between frames gets all.
   const threads = Number(params.get("threads") ?? Math.min(4, navigator.hardwareConcurrency || 1));
   ort.env.wasm.numThreads = crossOriginIsolated ? Math.max(1, threads) : 1;
+  // proxy=1: ORT runs in a web worker, so the page's main thread stays free while sampling.
+  if (params.get("proxy") === "1") ort.env.wasm.proxy = true;
   return ort;
 }
 

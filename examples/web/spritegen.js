@@ -313,8 +313,10 @@ export class SpriteGen {
     for (const input of spec.inputs) {
       const dims = input.shape.map((d) => (typeof d === "number" ? d : sizes[d] ?? Number(d)));
       const value = values[input.name];
+      // A copy of every array: with ort.env.wasm.proxy ORT transfers (detaches) input buffers
+      // to its worker, and the context and zero-noise arrays are reused across steps.
       const data = input.dtype === "int64" ? BigInt64Array.of(BigInt(value))
-        : typeof value === "number" ? Float32Array.of(value) : value;
+        : typeof value === "number" ? Float32Array.of(value) : value.slice();
       tensors[input.name] = new this.ort.Tensor(input.dtype, data, dims);
     }
     const results = await session.run(tensors);
