@@ -69,7 +69,7 @@ async function runPage(context, entry) {
 
 const browser = await chromium.launch({ executablePath: job.executable, headless: true, args: FLAGS });
 try {
-  const context = await browser.newContext({ viewport: { width: 900, height: 640 } });  // a fresh profile
+  const context = await browser.newContext({ viewport: { width: 1040, height: 560 } });  // a fresh profile
   const pages = [];
   for (const entry of job.pages) pages.push(await runPage(context, entry));
   process.stdout.write(JSON.stringify({ version: browser.version(), pages }));
