@@ -12,7 +12,7 @@ A browser time is one `SpriteGen.ddim` call measured in the page (performance.no
 native time one `Sampler.ddim` call (perf_counter): each includes noise and clipping.
 Paths run in `rounds` interleaved rounds in rotated order (a slow spell of the shared
 machine hits all alike); each figure is the median of its round medians
-(benchmarks.timing.merge_rounds). Result: benchmarks/results/web.json.
+(benchmarks.timing.merge_rounds). Results: benchmarks/results/web.json, and its table in web.md.
 """
 
 from __future__ import annotations
@@ -114,6 +114,28 @@ def run(export_dir: Path, rounds: int, reps: int) -> dict:
     }
 
 
+LABELS = {"browser_threads": "browser, WASM threads (cross-origin isolated)",
+          "browser_1thread": "browser, WASM 1 thread (not isolated)",
+          "native": "native ONNX Runtime (Python Sampler), all cores", "native_1thread": "native ONNX Runtime, 1 thread"}
+
+
+def render(report: dict) -> str:
+    """The Markdown table of a report (benchmarks/results/web.md), from the JSON alone."""
+    load = report["machine"]["load_average_1min_during"]
+    lines = [f"{report['what']}; median of {report['rounds']} interleaved round medians "
+             f"({report['reps_per_round']} calls each); Chromium {report['figures']['browser_threads']['chromium']}, "
+             f"onnxruntime-web {report['onnxruntime_web']}, onnxruntime "
+             f"{report['figures']['native']['onnxruntime']}; {report['machine']['cpu_model']}, "
+             f"{report['machine']['usable_cores']} cores; 1-min load average {min(load):.1f}-{max(load):.1f}.", "",
+             "| path | threads | median ms | p90 ms | x native (all cores) | x native (1 thread) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in PATHS:
+        figure = report["figures"][name]
+        lines.append(f"| {LABELS[name]} | {figure['threads']} | {figure['median_ms']:.0f} | {figure['p90_ms']:.0f} | "
+                     f"{report['ratios_to_native'][name]:.2f} | {report['ratio_to_native_1thread'][name]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--export-dir", type=Path, help="default: the bundled model's cached export")
@@ -131,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         args.export_dir = default_export()
     report = run(args.export_dir, args.rounds, args.reps)
     write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("ratios_to_native", "ratio_to_native_1thread")}, indent=2))
-    print(f"wrote {args.out}")
+    table = args.out.with_suffix(".md")
+    write_text_atomic(table, render(report))
+    print(render(report))
+    print(f"wrote {args.out} and {table}")
     return 0
 
 
