@@ -273,8 +273,8 @@ export class SpriteGen {
     checkSeeds(seed, B); // refuse a bad seed before any work
     let x;
     if (noise) {
-      if (!(noise instanceof Float32Array) || noise.length !== B * perRow) {
-        throw new SpriteGenError(`noise must be a Float32Array of ${B}x${C}x${H}x${W} = ${B * perRow} floats`);
+      if (!(noise instanceof Float32Array) || noise.length !== B * perRow || !noise.every(Number.isFinite)) {
+        throw new SpriteGenError(`noise must be a Float32Array of ${B}x${C}x${H}x${W} = ${B * perRow} finite floats`);
       }
       x = noise;
     } else {
@@ -313,6 +313,10 @@ export class SpriteGen {
     for (const input of spec.inputs) {
       const dims = input.shape.map((d) => (typeof d === "number" ? d : sizes[d] ?? Number(d)));
       const value = values[input.name];
+      if (value === undefined) {
+        throw new SpriteGenError(`${spec.file} takes an input "${input.name}" this spritegen.js does not know; ` +
+          "use the spritegen.js of the version that exported it");
+      }
       // A copy of every array: with ort.env.wasm.proxy ORT transfers (detaches) input buffers
       // to its worker, and the context and zero-noise arrays are reused across steps.
       const data = input.dtype === "int64" ? BigInt64Array.of(BigInt(value))
