@@ -10,7 +10,7 @@ import typer
 from spritegen.contract import ModelConfig, ScheduleConfig
 from spritegen.errors import SpriteGenError
 from spritegen.training.config import TrainConfig
-from spritegen.training.wandb_run import MODES
+from spritegen.wandb_env import MODES
 
 app = typer.Typer(add_completion=False, help=__doc__)
 _D = TrainConfig()

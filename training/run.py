@@ -13,7 +13,6 @@ Every file is written to a temporary name and renamed, so nothing is ever half-w
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -25,11 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from spritegen.contract import CHECKPOINT_FILE
 from spritegen.errors import SpriteGenError
+from spritegen.export.run_config import RUN_CONFIG_FILE  # the name an artifact directory's config has
+from spritegen.files import atomic_write, write_text_atomic
 from spritegen.training.config import TrainConfig
 from spritegen.training.trainer import Trainer, draw_batch, is_finite, load_data
 
 STATE_FILE = "state.pt"
-RUN_CONFIG_FILE = "config.json"  # the name export.checkpoint reads beside a checkpoint
 FINAL_LOSS_WINDOW = 200  # final_loss = mean loss of the last this-many steps
 
 
@@ -38,12 +38,11 @@ class TrainingError(SpriteGenError):
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """`obj` (text, or anything torch.save takes) to `path` all-or-nothing (spritegen.files)."""
     if isinstance(obj, str):
-        tmp.write_text(obj)
+        write_text_atomic(path, obj)
     else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _start(config: TrainConfig, out: Path, resume: bool) -> tuple[Trainer, dict[str, Any]]:

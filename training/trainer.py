@@ -1,6 +1,6 @@
 """The course's training recipe with the correct forward process, resumable.
 
-Recipe (NOTES.md): Adam, lr decayed linearly to 0, batch 100, the context zeroed for
+Recipe (the course's training lesson; docs/training.md): Adam, lr decayed linearly to 0, batch 100, the context zeroed for
 ~20% of samples (so unconditional sampling and guidance work), t uniform in 1..T,
 loss = MSE(eps_theta(x_t, t/T, c), eps). The forward process is DDPM's (Ho et al.
 2020, eq. 4): x_t = sqrt(ab_t) * x_0 + sqrt(1 - ab_t) * eps. The course's code omits the
