@@ -5,8 +5,8 @@
 Names, all in --out's parent (one filesystem, so every rename is atomic):
 
 - `.<name>.lock`: a lock file, flock'ed (exclusively) by an exporter while it cleans up stale
-  stagings, creates its own, and swaps; it is left in place for good (deleting a lock file
-  others may be waiting on is a race of its own).
+  stagings, creates its own, and swaps (milliseconds); the holder unlinks it when done (see
+  out_lock), so it outlives only a killed holder, and is then simply reused.
 - `.<name>.partial-<host>-<boot>-<pid>-<random>`: one exporter's staging directory. Its owner
   holds an flock on the directory itself for as long as it lives, so "is the owner alive?"
   is answered by the kernel, not by a PID, which names another process in another PID
@@ -150,32 +150,56 @@ def _make_parent(target: Path) -> None:
         raise ExportError(f"cannot write to {target.parent} (permission denied); choose a writable --out")
 
 
+def _flock(fd: int, path: Path, target: Path, deadline: float) -> bool:
+    """Wait for the exclusive flock of `fd`; False on a filesystem without flock."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise ExportError(f"another export to {target} has held {path} for {LOCK_TIMEOUT_S:.0f} s; "
+                                  "wait for it, or stop it and retry") from None
+            time.sleep(_POLL_S)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            return False  # exports there are not serialised (docs/export.md)
+
+
 @contextmanager
-def out_lock(target: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold the exclusive flock of `target`'s lock file (module doc)."""
+def out_lock(target: Path) -> Iterator[None]:
+    """Hold the exclusive flock of `target`'s lock file (module doc).
+
+    The holder unlinks the file when done, so nothing is left beside --out; a waiter that
+    then gets the lock of the unlinked file sees that the path no longer names its file
+    and starts over on the path's new one (the usual lock-file-with-unlink protocol).
+    """
     path = lock_path(target)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except OSError as exc:
-        raise ExportError(f"cannot create the lock file {path} ({exc.strerror or exc}); "
-                          "choose a writable --out") from None
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise ExportError(f"cannot create the lock file {path} ({exc.strerror or exc}); "
+                              "choose a writable --out") from None
+        try:
+            locked = _flock(fd, path, target, deadline)
+            mine = os.fstat(fd)
+            current = os.stat(path, follow_symlinks=False)
+            if not locked or (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
                 break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ExportError(f"another export to {target} has held {path} for {timeout:.0f} s; "
-                                      "wait for it, or stop it and retry") from None
-                time.sleep(_POLL_S)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-                break  # a filesystem without flock: exports there are not serialised (docs/export.md)
+        except FileNotFoundError:
+            pass  # unlinked by the previous holder: start over
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
         yield
     finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         os.close(fd)  # releases the lock
 
 

@@ -28,7 +28,7 @@ from spritegen.export.exporter import export
 from spritegen.export.graphs import DdimBody
 from spritegen.export.loop_graph import as_loop, unroll
 from spritegen.export.onnx_export import DDIM_BODY, to_onnx
-from spritegen.export.staging import remove_stale, staged_directory
+from spritegen.export.staging import staged_directory
 
 TINY = ModelConfig(n_feat=8)
 
@@ -84,15 +84,6 @@ def test_staging_removes_itself_on_any_exception(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stale_staging_of_a_killed_export_is_removed(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".out.partial-{dead.stdout.strip()}-abc"
-    live = tmp_path / f".out.partial-{os.getpid()}-abc"
-    stale.mkdir(), live.mkdir()
-    remove_stale(tmp_path / "out")
-    assert not stale.exists() and live.exists()  # only a dead process's staging goes
-
-
 def test_sigterm_mid_export_leaves_nothing(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     proc = subprocess.Popen([sys.executable, "-m", "spritegen.export.cli", str(tiny_checkpoint), "--out", str(out)],
@@ -143,11 +134,42 @@ def test_out_that_is_not_an_export_is_never_replaced(tiny_checkpoint: Path, tmp_
     assert (precious / "cat.jpg").read_text() == "meow"
 
 
-def test_help_explains_every_option(capsys) -> None:
-    main(["--help"])
+def test_help_explains_every_option_and_shows_flags_as_flags(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
     text = capsys.readouterr().out
-    for option in ("--out", "--opset", "--fp16", "--shortcut-seed", "--loop-steps", "--log-to-wandb"):
+    assert exit_info.value.code == 0
+    for option in ("--out", "--config", "--opset", "--fp16", "--shortcut-seed", "--loop-steps", "--log-to-wandb",
+                   "--version"):
         assert option in text
+    for flag in ("--fp16", "--int8", "--log-to-wandb", "--quiet", "--version"):
+        line = next(line for line in text.splitlines() if flag in line)
+        assert "<bool>" not in line and "bool" not in line.split(flag, 1)[1].split("  ")[0], line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "No such option: --bogus"),
+    (["--opset", "abc"], "Invalid value for '--opset'"),
+    (["one.pth", "two.pth"], "unexpected extra argument"),
+    (["--shortcut-seed", str(2**70)], "Invalid value for '--shortcut-seed'"),
+    (["--shortcut-seed", "-1"], "Invalid value for '--shortcut-seed'"),
+])
+def test_usage_errors_print_usage_and_exit_2(tmp_path: Path, capsys, args, message) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "Usage: spritegen-export" in captured.err and message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version(capsys) -> None:
+    from spritegen import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"spritegen-export {__version__}"
 
 
 def test_unrolled_and_loop_graphs_agree() -> None:
