@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         app(args=argv, prog_name="spritegen-export")  # standalone: typer prints usage errors, exits 2
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise  # success returns, so main() can be called from Python too
     except KeyboardInterrupt:  # before or after the command ran (imports, parsing)
         typer.echo(INTERRUPTED, err=True)
         sys.exit(130)

@@ -50,6 +50,8 @@ def log_export(directory: Path, manifest: dict[str, Any], *, name: str = ARTIFAC
     source = manifest["provenance"]
     settings = wandb.Settings(silent=True, console="off") if quiet else None
     try:
+        if settings is not None:
+            wandb.setup(settings=settings)  # artifact messages read the process-wide setup, not init's
         run = wandb.init(project=project, job_type=JOB_TYPE, mode=mode, settings=settings,
                          config={"source": source.get("artifact") or source.get("path"), "opset": manifest["opset"]})
         with run:
