@@ -98,7 +98,7 @@ def _check_options(opset: int, loop_steps: Any, schedule: ScheduleConfig, loaded
     high = min(schedule.timesteps, LOOP_STEPS_MAX)
     if isinstance(loop_steps, bool) or not isinstance(loop_steps, int) or not 1 <= loop_steps <= high:
         why = (f"the unrolled loop graph is capped at {LOOP_STEPS_MAX} steps" if high == LOOP_STEPS_MAX else
-               f"T = {schedule.timesteps} from {loaded.provenance['config']['origin']}")
+               f"the schedule's T = {schedule.timesteps}; run config: {loaded.provenance['config']['origin']}")
         raise ExportError(f"--loop-steps must be in 1..{high} ({why}), got {loop_steps!r}")
 
 
