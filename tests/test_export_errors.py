@@ -6,7 +6,9 @@ full-size parity lives in test_export.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -82,6 +84,26 @@ def test_staging_removes_itself_on_any_exception(tmp_path: Path) -> None:
             (staging / "half-written.onnx").write_bytes(b"x")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_real_exports_to_one_out_both_succeed_and_out_verifies(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """End to end through the CLI: two exporters racing to one --out (one export each, run at
+    once) both exit 0, and --out is one complete export whose manifest hashes verify. A T = 50
+    schedule (the artifact's config.json) keeps the DDPM chain validation short."""
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    shutil.copy(tiny_checkpoint, artifact / "context_model.pth")
+    (artifact / "config.json").write_text(json.dumps({"timesteps": 50}))
+    out = tmp_path / "export"
+    command = [sys.executable, "-m", "spritegen.export.cli", str(artifact), "--out", str(out), "-q", "--loop-steps", "5"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-500:] for _, err in results]
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"], name
+    assert manifest["schedule"]["timesteps"] == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact", "export"]  # no staging, no lock file left
 
 
 def test_sigterm_mid_export_leaves_nothing(tiny_checkpoint: Path, tmp_path: Path) -> None:
