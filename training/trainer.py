@@ -134,7 +134,3 @@ def load_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
     images, labels = make_sprites(config.dataset_size, seed=config.data_seed)
     return torch.from_numpy(images), torch.from_numpy(labels)
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)  # False for nan and +-inf
