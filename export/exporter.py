@@ -1,9 +1,10 @@
 """export(): one checkpoint in, one validated export directory out (all-or-nothing).
 
-Recipe: 1. check options; 2. load the checkpoint (pinning the shortcut if absent);
-3. in a staging directory (staging.py: locked, crash-safe swap) write unet.onnx, unet.ts, the step graphs, the loop graph
-and (optionally) unet_fp16.onnx and unet_int8.onnx; 4. validate them against eager PyTorch; 5. write
-manifest.json with hashes and the measured errors; 6. swap the staging directory in.
+Recipe: 1. check options; 2. load the checkpoint (pinning the shortcut if absent) and the
+run config that belongs to it; 3. in a staging directory (staging.py: locked, crash-safe swap)
+write unet.onnx, unet.ts, the step graphs, the loop graph and (optionally) unet_fp16.onnx and
+unet_int8.onnx, each carrying the checkpoint's sha256; 4. validate them against eager PyTorch;
+5. write manifest.json with hashes and the measured errors; 6. swap the staging directory in.
 Any failure raises a SpriteGenError and leaves no directory behind.
 """
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import os
 import signal
 import subprocess
 import sys
@@ -95,7 +94,8 @@ def test_two_real_exports_to_one_out_both_succeed_and_out_verifies(tiny_checkpoi
     shutil.copy(tiny_checkpoint, artifact / "context_model.pth")
     (artifact / "config.json").write_text(json.dumps({"timesteps": 50}))
     out = tmp_path / "export"
-    command = [sys.executable, "-m", "spritegen.export.cli", str(artifact), "--out", str(out), "-q", "--loop-steps", "5"]
+    command = [sys.executable, "-m", "spritegen.export.cli", str(artifact), "--out", str(out), "-q",
+               "--loop-steps", "5"]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err[-500:] for _, err in results]

@@ -15,7 +15,6 @@ moving average (EMA) of the trained ones, BatchNorm statistics included.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
