@@ -23,7 +23,7 @@ from spritegen.errors import CheckpointError, first_line
 from spritegen.export.model import SHORTCUT_SEED_MAX, ContextUnet
 from spritegen.export.run_config import (RUN_CONFIG_FILE, RunConfig, from_mapping, model_config, read_config_file,
                                          schedule_config)
-from spritegen.export.state_dict import build_model, infer_config, read_state_dict
+from spritegen.export.state_dict import build_model, check_archive, infer_config, read_state_dict
 from spritegen.files import read_regular_file
 
 BUNDLED_DIR = Path(__file__).parent / "demo"  # the demo checkpoint and its training config
@@ -75,8 +75,9 @@ def _mode(path: Path, what: str) -> int | None:
         return os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except OSError as exc:
-        raise CheckpointError(f"cannot use {what} {str(path)[:200]!r}: {exc.strerror or first_line(exc)}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or first_line(exc)
+        raise CheckpointError(f"cannot use {what} {str(path)[:200]!r}: {reason}") from None
 
 
 def looks_like_artifact(source: str) -> bool:
@@ -132,6 +133,9 @@ def _resolve(source: str | Path | None, api_factory: Callable[[], Any] | None) -
         return _Source(BUNDLED_DIR / CHECKPOINT_FILE, _directory_config(BUNDLED_DIR, "the bundled demo"),
                        {"kind": "bundled", "path": "spritegen/export/demo"})
     text = str(source)
+    if not text.strip():
+        raise CheckpointError("the checkpoint source is an empty string; pass a path or a W&B artifact name, "
+                              "or omit it for the bundled demo")
     if looks_like_artifact(text):
         return _from_wandb(text, api_factory)
     path = Path(text)
@@ -171,8 +175,11 @@ def load_checkpoint(source: str | Path | None = None, *, shortcut_seed: int = 0,
     resolved = _resolve(source, api_factory)
     run_config = resolved.config
     if config is not None:
+        if _mode(Path(config), "--config") is None:
+            raise CheckpointError(f"--config {config} does not exist; pass the run config's path")
         run_config = read_config_file(Path(config), f"--config {config}")
     data = read_regular_file(resolved.checkpoint, MAX_CHECKPOINT_BYTES, CheckpointError, "checkpoint")
+    check_archive(data, str(resolved.checkpoint), MAX_CHECKPOINT_BYTES)
     state = read_state_dict(data, str(resolved.checkpoint))
     model_cfg = model_config(infer_config(state), run_config)
     schedule = schedule_config(run_config)

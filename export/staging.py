@@ -91,8 +91,8 @@ def _lstat_mode(path: Path, what: str) -> int | None:
         return os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except OSError as exc:
-        raise ExportError(f"cannot use {what} {str(path)[:200]}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ExportError(f"cannot use {what} {str(path)[:200]!r}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def resolve_target(out: str | Path) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
+import zipfile
 
 import torch
 
@@ -28,6 +29,26 @@ from spritegen.export.pickle_scan import refused_call
 _REFUSAL_REASON = ("spritegen loads checkpoints with torch's weights-only unpickler, because a pickle that "
                    "calls functions can run any program on this machine; a state_dict needs none: save it with "
                    "torch.save(model.state_dict(), path)")
+
+
+def check_archive(data: bytes, name: str, max_bytes: int) -> None:
+    """Refuse a zip checkpoint whose records would expand beyond `max_bytes`: torch.save stores
+    every record uncompressed, so a compressed record can only be a decompression bomb."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return  # torch's legacy format: storages are read from the file itself, bounded by its size
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{name} is not a readable PyTorch checkpoint (damaged archive: "
+                              f"{first_line(exc)})") from None
+    compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        raise CheckpointError(f"{name} holds compressed records ({compressed[0]!r}); torch.save never "
+                              "compresses, so this is not a checkpoint it wrote: refused")
+    total = sum(r.file_size for r in records)
+    if total > max_bytes:
+        raise CheckpointError(f"{name} declares {total} bytes of records, more than the {max_bytes} allowed")
 
 
 def read_state_dict(data: bytes, name: str) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -245,3 +246,38 @@ def test_full_disk_during_export_is_one_line_and_leaves_nothing(tmp_path: Path, 
     err = run.stderr.strip().splitlines()
     assert run.returncode == 1 and len(err) == 1 and "File too large" in err[0], run.stderr[-2000:]
     assert list(disk.iterdir()) == []
+
+
+def test_compressed_archive_records_are_refused_before_unpickling(tmp_path: Path, tiny_state) -> None:
+    """torch.save stores records uncompressed; a deflated record could expand without bound."""
+    plain = tmp_path / "plain.pth"
+    torch.save(tiny_state, plain)
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for record in source.infolist():
+            target.writestr(record.filename, source.read(record))
+    with pytest.raises(CheckpointError, match="holds compressed records") as info:
+        load_checkpoint(bomb)
+    _one_line(info)
+
+
+@pytest.mark.parametrize("source, pattern", [
+    ("", "empty string"),
+    ("bad\0name.pth", "null byte"),
+])
+def test_unusable_source_strings_are_one_line(source: str, pattern: str) -> None:
+    with pytest.raises(CheckpointError, match=pattern) as info:
+        load_checkpoint(source)
+    _one_line(info)
+
+
+def test_nul_in_out_or_config_is_one_line(tmp_path: Path, tiny_state) -> None:
+    path = tmp_path / "tiny.pth"
+    torch.save(tiny_state, path)
+    with pytest.raises(SpriteGenError, match="null byte") as info:
+        export(path, str(tmp_path / "o\0ut"))
+    _one_line(info)
+    with pytest.raises(CheckpointError, match="null byte"):
+        load_checkpoint(path, config=str(tmp_path / "c\0.json"))
+    with pytest.raises(CheckpointError, match="--config .* does not exist"):
+        load_checkpoint(path, config=tmp_path / "missing.json")
