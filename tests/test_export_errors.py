@@ -56,8 +56,11 @@ def _leftovers(parent: Path) -> list[str]:
 
 def test_tiny_export_succeeds_and_replaces_the_old_one_whole(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = _previous_export(tmp_path / "export")
-    result = export(tiny_checkpoint, out)
+    said: list[str] = []
+    result = export(tiny_checkpoint, out, say=said.append)
     assert not (out / "old-marker").exists()  # replaced whole, not merged
+    validating = next(line for line in said if line.startswith("validating unet"))
+    assert validating == "validating unet.onnx, unet.ts against eager PyTorch"  # only what was written
     assert result.manifest["shortcut"]["from_checkpoint"] is True
     assert result.manifest["model"]["hyperparameters"]["n_feat"] == 8
     assert _leftovers(tmp_path) == []
