@@ -367,5 +367,11 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
     typer.echo(f"logged the samplers table to W&B: {where}")
 
 
+# Serving (spritegen.serving; pytriton and tritonclient are imported only when they run).
+from spritegen.serving.commands import serve, triton_repo  # noqa: E402
+
+app.command()(serve)
+app.command("triton-repo")(triton_repo)
+
 if __name__ == "__main__":
     app()

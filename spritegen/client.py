@@ -1,0 +1,218 @@
+"""`spritegen.client`: sprites from a running `spritegen serve`, over Triton's HTTP or gRPC.
+
+    from spritegen.client import Client
+    with Client("127.0.0.1:8000") as client:                  # "grpc://127.0.0.1:8001" for gRPC
+        result = client.ddim(["hero", "food"], seed=[1, 2])  # result.sprites (2, 3, 16, 16) float32
+        result.pixels                                        # (2, 16, 16, 3) uint8
+
+Built on tritonclient alone (numpy, no torch, no onnxruntime). A call sends one request
+per sprite, all at once, so the server's dynamic batcher can merge them with each other
+and with other clients' requests; row r is drawn with seed[r], exactly as in-process
+`Sampler.ddim([context[r]], seed=seed[r])`. Errors are spritegen's: a refused request
+raises `InputError` with the server's one line (whether Triton answered with an error
+status or, inside a mixed batch, with the `error` output), an overloaded server
+`ServerBusy`, anything else `ServerError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+from urllib.parse import urlparse
+
+import numpy as np
+
+from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
+from spritegen.errors import InputError, SpriteGenError
+from spritegen.serving.schema import MODELS, SEED_DTYPE, UNCONDITIONAL, Schema, schema
+
+Context = Union[None, str, int, Mapping[str, float], Sequence[Any], np.ndarray]
+Seeds = Union[None, int, Sequence[int]]
+
+
+class ServerError(SpriteGenError):
+    """The service could not be reached or failed on a valid request."""
+
+
+class ServerBusy(ServerError):
+    """The service's queue is full (HTTP 503 / gRPC UNAVAILABLE): retry later or add replicas."""
+
+
+@dataclass(frozen=True)
+class Sprites:
+    sprites: np.ndarray  # (B, C, H, W) float32 in [-1, 1]
+    pixels: np.ndarray  # (B, H, W, 3) uint8
+    seeds: np.ndarray  # (B,) uint64: the seed each row was drawn with
+
+
+class Client:
+    """A spritegen service at `url`: "host:port" or "http://host:port" (HTTP), "grpc://host:port"."""
+
+    def __init__(self, url: str, *, timeout_s: float = 120.0, concurrency: int = 32,
+                 model: ModelConfig = ModelConfig(), timesteps: int = ScheduleConfig.timesteps,
+                 class_names: Sequence[str] = CLASS_NAMES) -> None:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        if parsed.scheme not in ("http", "grpc") or not parsed.hostname or parsed.port is None:
+            raise InputError(f"server URL {url!r} must be host:port, http://host:port or grpc://host:port")
+        self.url, self.protocol, self.timeout_s = url, parsed.scheme, timeout_s
+        self.class_names = tuple(class_names)
+        self.schema: Schema = schema(model, timesteps)
+        address = f"{parsed.hostname}:{parsed.port}"
+        if self.protocol == "http":
+            import tritonclient.http as triton
+            self._client = triton.InferenceServerClient(address, concurrency=concurrency,
+                                                        connection_timeout=timeout_s, network_timeout=timeout_s)
+        else:
+            import tritonclient.grpc as triton
+            self._client = triton.InferenceServerClient(address)
+        self._triton = triton
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def ready(self) -> bool:
+        """Whether the server answers and its models are loaded."""
+        try:
+            return bool(self._client.is_server_ready())
+        except Exception:  # refused connection, timeout: not ready
+            return False
+
+    # ---------------------------------------------------------------- sampling
+    def ddim(self, context: Context, *, n: int | None = None, eta: float | None = None, guidance: float | None = None,
+             seed: Seeds = None, noise: np.ndarray | None = None, step_noise: np.ndarray | None = None) -> Sprites:
+        """DDIM sprites, one per context row (see the module doc); None parameters: the server's defaults."""
+        return self.sample("ddim", context, seed=seed, noise=noise, step_noise=step_noise,
+                           n=n, eta=eta, guidance=guidance)
+
+    def ddpm(self, context: Context, *, guidance: float | None = None, seed: Seeds = None,
+             noise: np.ndarray | None = None, step_noise: np.ndarray | None = None) -> Sprites:
+        """DDPM sprites (T steps), one per context row."""
+        return self.sample("ddpm", context, seed=seed, noise=noise, step_noise=step_noise, guidance=guidance)
+
+    def sample(self, kind: str, context: Context, *, seed: Seeds = None, noise: np.ndarray | None = None,
+               step_noise: np.ndarray | None = None, **params: float | int | None) -> Sprites:
+        """Sprites from model `kind` ("ddim"/"ddpm"): one request per row, sent concurrently.
+        step_noise is (T, B, C, H, W) as in-process (index i-1: the step starting at i)."""
+        rows = self.rows(context)
+        batch = len(next(iter(rows.values())))
+        if seed is not None:
+            rows["seed"] = _seeds(seed, batch)
+        for name, array in (("noise", noise), ("step_noise", step_noise)):
+            if array is not None:
+                rows[name] = np.ascontiguousarray(array if name == "noise" else np.moveaxis(array, 1, 0))
+        for name, value in params.items():
+            if value is not None:
+                rows[name] = np.full((batch, 1), value, dtype=self.schema.input(name).dtype)
+        answers = self.infer_many(kind, [{k: v[r:r + 1] for k, v in rows.items()} for r in range(batch)])
+        return Sprites(sprites=np.concatenate([a["sprite"] for a in answers]),
+                       pixels=np.concatenate([a["pixels"] for a in answers]),
+                       seeds=np.concatenate([a["used_seed"][:, 0] for a in answers]))
+
+    def rows(self, context: Context) -> dict[str, np.ndarray]:
+        """The context input for `context`: names -> class_name, ints -> class_index, blends
+        and arrays -> context rows (B, K)."""
+        items = context if isinstance(context, (list, tuple)) else [context]
+        if isinstance(context, np.ndarray) or (items and all(isinstance(i, (list, tuple, np.ndarray)) for i in items)):
+            return {"context": np.asarray(context, dtype=self.schema.input("context").dtype).reshape(-1, self.schema.classes)}
+        if not items:
+            raise InputError("no sprites asked for: give at least one context")
+        if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
+            return {"class_index": np.array([[i] for i in items], dtype=np.int64)}
+        if all(i is None or isinstance(i, str) for i in items):
+            return {"class_name": np.array([[(UNCONDITIONAL if i is None else i).encode()] for i in items], dtype=object)}
+        if all(isinstance(i, Mapping) for i in items):
+            rows = np.zeros((len(items), self.schema.classes), np.float32)
+            for row, blend in zip(rows, items):
+                for name, weight in blend.items():
+                    if name not in self.class_names:
+                        raise InputError(f"unknown class {name!r}; valid classes: {', '.join(self.class_names)}")
+                    row[self.class_names.index(name)] = weight
+            return {"context": rows}
+        raise InputError("context must be class names (or None), class indices, blend dicts, or a (B, "
+                         f"{self.schema.classes}) array, not a mix; got {context!r}")
+
+    # ---------------------------------------------------------------- transport
+    def infer(self, kind: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request to model `kind`; its outputs, or the spritegen error it was refused with."""
+        return self.infer_many(kind, [inputs])[0]
+
+    def infer_many(self, kind: str, requests: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Send all `requests` at once, wait for all; raise the first failure's error."""
+        if kind not in MODELS:
+            raise InputError(f"unknown sampler {kind!r}; choose one of {', '.join(MODELS)}")
+        pending = [self._submit(MODELS[kind], request) for request in requests]
+        results, failure = [], None
+        for handle in pending:
+            try:
+                results.append(self._outputs(handle()))
+            except SpriteGenError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return results
+
+    def _submit(self, model: str, inputs: Mapping[str, np.ndarray]):
+        from tritonclient.utils import np_to_triton_dtype
+
+        tensors = []
+        for name, array in inputs.items():
+            tensor = self._triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        outputs = [self._triton.InferRequestedOutput(f.name) for f in self.schema.outputs]
+        try:
+            if self.protocol == "http":
+                request = self._client.async_infer(model, tensors, outputs=outputs)
+                return lambda: self._wait(lambda: request.get_result(timeout=self.timeout_s))
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            self._client.async_infer(model, tensors, lambda result, error: (
+                future.set_exception(error) if error is not None else future.set_result(result)),
+                outputs=outputs, client_timeout=self.timeout_s)
+            return lambda: self._wait(lambda: future.result(timeout=self.timeout_s + 5))
+        except Exception as exc:
+            raise self._error(exc) from None
+
+    def _wait(self, get: Any) -> Any:
+        try:
+            return get()
+        except Exception as exc:
+            raise self._error(exc) from None
+
+    def _outputs(self, result: Any) -> dict[str, np.ndarray]:
+        answer = {f.name: result.as_numpy(f.name) for f in self.schema.outputs}
+        errors = [e.decode() if isinstance(e, bytes) else str(e) for e in answer["error"].ravel() if e]
+        if errors:
+            raise InputError(errors[0])
+        return answer
+
+    def _error(self, exc: Exception) -> SpriteGenError:
+        """tritonclient's exception -> spritegen's, with one line (module doc)."""
+        message = (exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)) or ""
+        status = str(exc.status()) if hasattr(exc, "status") and callable(exc.status) else ""
+        if "BadRequest: " in message:
+            return InputError(message.rsplit("BadRequest: ", 1)[1].strip().splitlines()[0])
+        first = " ".join((message.strip().splitlines() or [type(exc).__name__])[0].split())
+        if "maximum queue size" in message or status in ("503", "StatusCode.UNAVAILABLE") and "queue" in message:
+            return ServerBusy(f"the spritegen service at {self.url} is overloaded ({first}); retry later")
+        if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+            return InputError(f"the service refused the request: {first}")
+        if isinstance(exc, (ConnectionError, OSError)) or status == "StatusCode.UNAVAILABLE":
+            return ServerError(f"cannot reach the spritegen service at {self.url} ({first}); is `spritegen serve` "
+                               "running there?")
+        return ServerError(f"the spritegen service at {self.url} failed: {first}")
+
+
+def _seeds(seed: Seeds, batch: int) -> np.ndarray:
+    values = [seed] * batch if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else list(seed)
+    if len(values) != batch or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not
+                                   0 <= int(s) < 1 << 64 for s in values):
+        raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {seed!r}")
+    return np.array([[int(s)] for s in values], dtype=SEED_DTYPE)
