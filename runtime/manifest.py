@@ -19,6 +19,7 @@ import numpy as np
 
 from spritegen.contract import GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, ModelConfig, ScheduleConfig
 from spritegen.errors import ExportDirError
+from spritegen.runtime import artifact
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ class Manifest:
 
 
 def load_manifest(export_dir: str | Path) -> Manifest:
-    """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise."""
+    """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise.
+    `export_dir` may name a W&B export artifact, wandb:ENTITY/PROJECT/NAME:ALIAS (runtime.artifact)."""
+    if artifact.is_artifact(export_dir):
+        export_dir = artifact.download_export(str(export_dir))
     directory = Path(export_dir)
     if not directory.is_dir():
         raise ExportDirError(f"export directory {directory} does not exist; create one with spritegen-export")

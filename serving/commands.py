@@ -42,7 +42,7 @@ def serve(
     from spritegen.runtime import Sampler
     from spritegen.serving import server
 
-    with cli._errors():
+    with cli._errors(), server.sigterm_interrupts():
         options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                                max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
                                max_queue_size=max_queue_size, instances=instances, threads=threads,
@@ -50,7 +50,11 @@ def serve(
         source = export if export else cli.default_export()
         sampler = Sampler.load(source, provider=provider, threads=threads, spin=spin, precision=precision,
                                open_all=True)
-        triton = server.start(sampler, options)
+        try:
+            triton = server.start(sampler, options)
+        except KeyboardInterrupt:
+            typer.echo("stopped while starting", err=True)
+            return
         typer.echo(f"serving {', '.join(server.MODELS.values())} from {sampler.manifest.directory} on "
                    f"http://{host}:{http_port} (gRPC {host}:{grpc_port}, metrics http://{host}:{metrics_port}"
                    "/metrics); SIGTERM or Ctrl-C stops", err=True)

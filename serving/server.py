@@ -87,19 +87,27 @@ def start(sampler: Sampler, options: ServeOptions):
             )
         with stub_library_path():
             triton.run()
-    except Exception:
+    except BaseException:  # a failed bind, or SIGTERM/Ctrl-C while starting: leave nothing running
         triton.stop()
         raise
     return triton
 
 
-def serve_forever(triton) -> None:
-    """Block until SIGTERM/SIGINT (or the server dies), then stop gracefully (module doc)."""
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so both take the same orderly path:
+    PyTriton's serve loop stops the server on it, and startup cleans up on it."""
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # PyTriton's serve loop turns this into its orderly stop()
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        triton.serve()
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def serve_forever(triton) -> None:
+    """Block until SIGTERM/SIGINT (inside sigterm_interrupts) or the server dies, then stop
+    gracefully: Triton drains the in-flight requests first (module doc)."""
+    triton.serve()
