@@ -205,16 +205,14 @@ def mix(
         rows = runtime.context(blends)  # validates names and weights before any sampling
         context = np.repeat(rows, num, axis=0)  # (R*num, K): row r holds blend r
         seed = _seed(seed)
-        rng = np.random.default_rng(seed)
-        noise = np.tile(rng.standard_normal((num, *runtime.image_shape), dtype=np.float32), (len(rows), 1, 1, 1))
+        # One seed per sprite (docs/noise.md section 4): column k draws from seed + k, so a
+        # column shares x_T and every step's noise down all blends.
+        seeds = [(seed + k) % 2 ** 64 for k in range(num)] * len(rows)
         with _progress(sampler.value) as progress:
             if sampler is SamplerName.ddim:
-                sprites = runtime.ddim(context, n=n, noise=noise, seed=seed, guidance=guidance, progress=progress)
-            else:  # DDPM adds noise every step: share it down each column too
-                shape = (runtime.timesteps, num, *runtime.image_shape)
-                step_noise = np.tile(rng.standard_normal(shape, dtype=np.float32), (1, len(rows), 1, 1, 1))
-                sprites = runtime.ddpm(context, noise=noise, step_noise=step_noise, guidance=guidance,
-                                       progress=progress)
+                sprites = runtime.ddim(context, n=n, seed=seeds, guidance=guidance, progress=progress)
+            else:
+                sprites = runtime.ddpm(context, seed=seeds, guidance=guidance, progress=progress)
         labels = [describe(row, names) for row in rows]
         written = [images.save_png(images.grid(images.sprite_rows(sprites, labels, num), scale=scale), out)]
         _report(written, f"{len(rows)} blends x {num} noises, {sampler.value}, seed {seed}")
