@@ -128,16 +128,18 @@ class Client:
             return {"class_index": np.array([[i] for i in items], dtype=np.int64)}
         if all(i is None or isinstance(i, str) for i in items):
             return {"class_name": np.array([[(UNCONDITIONAL if i is None else i).encode()] for i in items], dtype=object)}
-        if all(isinstance(i, Mapping) for i in items):
-            rows = np.zeros((len(items), self.schema.classes), np.float32)
-            for row, blend in zip(rows, items):
-                for name, weight in blend.items():
-                    if name not in self.class_names:
-                        raise InputError(f"unknown class {name!r}; valid classes: {', '.join(self.class_names)}")
-                    row[self.class_names.index(name)] = weight
-            return {"context": rows}
-        raise InputError("context must be class names (or None), class indices, blend dicts, or a (B, "
-                         f"{self.schema.classes}) array, not a mix; got {context!r}")
+        rows = np.zeros((len(items), self.schema.classes), np.float32)  # a mix: context rows
+        for row, item in zip(rows, items):
+            blend = {item: 1.0} if isinstance(item, str) else {} if item is None else item
+            if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                blend = {self.class_names[item]: 1.0} if 0 <= item < len(self.class_names) else {str(item): 1.0}
+            if not isinstance(blend, Mapping):
+                raise InputError(f"context item {item!r} is neither a class name, an index, a blend dict nor None")
+            for name, weight in blend.items():
+                if name not in self.class_names:
+                    raise InputError(f"unknown class {name!r}; valid classes: {', '.join(self.class_names)}")
+                row[self.class_names.index(name)] = weight
+        return {"context": rows}
 
     # ---------------------------------------------------------------- transport
     def infer(self, kind: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
