@@ -94,12 +94,14 @@ def sample(
     impl: Optional[Impl] = ImplOpt,
     precision: Precision = PrecisionOpt,
     spin: bool = SpinOpt,
+    server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
+                                         "host:port or grpc://host:port (same seed, same grid as a local run)."),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
     with _errors():
         _check_outputs(out, gif, npy)
-        runtime = _open(export_dir, provider, threads, impl, spin, precision)
+        runtime = _remote(server) if server else _open(export_dir, provider, threads, impl, spin, precision)
         names = _class_list(classes, runtime.class_names)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
@@ -279,6 +281,11 @@ def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], imp
     directory = export_dir if export_dir is not None else default_export()
     return Sampler.load(directory, provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
                         precision=precision.value)
+
+
+def _remote(server: str):
+    from spritegen.client import Client, RemoteSampler
+    return RemoteSampler(Client(server))
 
 
 # ------------------------------------------------- the bundled model's export

@@ -7,8 +7,10 @@
 
 Built on tritonclient alone (numpy, no torch, no onnxruntime). A call sends one request
 per sprite, all at once, so the server's dynamic batcher can merge them with each other
-and with other clients' requests; row r is drawn with seed[r], exactly as in-process
-`Sampler.ddim([context[r]], seed=seed[r])`. Errors are spritegen's: a refused request
+and with other clients' requests. Seeds mean what they mean in-process: a list gives row
+r the sprite of `Sampler.ddim([context[r]], seed=seed[r])`; one integer for B sprites
+gives `Sampler.ddim(context, seed=seed)` (the client then draws the batch's noise with
+the runtime's portable generator and sends it, which needs `spritegen[runtime]`). Errors are spritegen's: a refused request
 raises `InputError` with the server's one line (whether Triton answered with an error
 status or, inside a mixed batch, with the `error` output), an overloaded server
 `ServerBusy`, anything else `ServerError`.
@@ -26,7 +28,7 @@ import numpy as np
 
 from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
 from spritegen.errors import InputError, SpriteGenError
-from spritegen.serving.schema import MODELS, SEED_DTYPE, UNCONDITIONAL, Schema, schema
+from spritegen.serving.schema import DEFAULTS, MODELS, SEED_DTYPE, UNCONDITIONAL, Schema, schema
 
 Context = Union[None, str, int, Mapping[str, float], Sequence[Any], np.ndarray]
 Seeds = Union[None, int, Sequence[int]]
@@ -103,6 +105,8 @@ class Client:
         step_noise is (T, B, C, H, W) as in-process (index i-1: the step starting at i)."""
         rows = self.rows(context)
         batch = len(next(iter(rows.values())))
+        if _is_int(seed) and batch > 1 and (noise is None or self._stochastic(kind, params) and step_noise is None):
+            noise, step_noise = self._batch_noise(kind, int(seed), batch, noise, step_noise, params)
         if seed is not None:
             rows["seed"] = _seeds(seed, batch)
         for name, array in (("noise", noise), ("step_noise", step_noise)):
@@ -115,6 +119,27 @@ class Client:
         return Sprites(sprites=np.concatenate([a["sprite"] for a in answers]),
                        pixels=np.concatenate([a["pixels"] for a in answers]),
                        seeds=np.concatenate([a["used_seed"][:, 0] for a in answers]))
+
+    def _stochastic(self, kind: str, params: Mapping[str, Any]) -> bool:
+        return kind == "ddpm" or bool(params.get("eta"))
+
+    def _batch_noise(self, kind: str, seed: int, batch: int, noise: np.ndarray | None,
+                     step_noise: np.ndarray | None, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """What in-process `ddim/ddpm(context, seed=seed)` draws for a batch with ONE seed (the
+        whole batch as one array per stream, docs/noise.md section 4), so a batch sent as one
+        request per row still gets exactly the local sprites. Needs the runtime's noise generator."""
+        from spritegen.contract import NOISE, ddim_pairs
+        from spritegen.runtime.noise import draw
+
+        shape, size = (batch, *self.schema.image), batch * int(np.prod(self.schema.image))
+        if noise is None:
+            noise = draw((seed,), (NOISE.x_t_stream,), size).reshape(shape)
+        if step_noise is None and self._stochastic(kind, params):
+            steps = (range(2, self.schema.timesteps + 1) if kind == "ddpm" else
+                     [i for i, _ in ddim_pairs(self.schema.timesteps, int(params.get("n") or DEFAULTS["n"]))])
+            step_noise = np.zeros((self.schema.timesteps, *shape), np.float32)
+            step_noise[[i - 1 for i in steps]] = draw((seed,), tuple(steps), size).reshape(len(steps), *shape)
+        return noise, step_noise
 
     def rows(self, context: Context) -> dict[str, np.ndarray]:
         """The context input for `context`: names -> class_name, ints -> class_index, blends
@@ -212,9 +237,43 @@ class Client:
         return ServerError(f"the spritegen service at {self.url} failed: {first}")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _seeds(seed: Seeds, batch: int) -> np.ndarray:
-    values = [seed] * batch if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else list(seed)
+    values = [seed] * batch if _is_int(seed) else list(seed)
     if len(values) != batch or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not
                                    0 <= int(s) < 1 << 64 for s in values):
         raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {seed!r}")
     return np.array([[int(s)] for s in values], dtype=SEED_DTYPE)
+
+
+class RemoteSampler:
+    """What `spritegen sample --server URL` needs of a Sampler, answered by a running service:
+    the same seeds give the same sprites (and so the same grid) as a local run."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.class_names = client.class_names
+
+    def ddim(self, context: Context, *, n: int = DEFAULTS["n"], eta: float = 0.0, seed: Seeds = None,
+             guidance: float | None = None, save_rate: int | None = None, progress: Any = None) -> np.ndarray:
+        _no_intermediates(save_rate)
+        return _done(self.client.ddim(context, n=n, eta=eta, seed=seed, guidance=guidance).sprites, progress)
+
+    def ddpm(self, context: Context, *, seed: Seeds = None, guidance: float | None = None,
+             save_rate: int | None = None, progress: Any = None) -> np.ndarray:
+        _no_intermediates(save_rate)
+        return _done(self.client.ddpm(context, seed=seed, guidance=guidance).sprites, progress)
+
+
+def _no_intermediates(save_rate: int | None) -> None:
+    if save_rate is not None:
+        raise InputError("the service returns final sprites only, so --gif needs a local run: drop --server or --gif")
+
+
+def _done(sprites: np.ndarray, progress: Any) -> np.ndarray:
+    if progress is not None:
+        progress(1, 1)
+    return sprites
