@@ -105,10 +105,10 @@ class Client:
         step_noise is (T, B, C, H, W) as in-process (index i-1: the step starting at i)."""
         rows = self.rows(context)
         batch = len(next(iter(rows.values())))
-        if _is_int(seed) and batch > 1 and (noise is None or self._stochastic(kind, params) and step_noise is None):
-            noise, step_noise = self._batch_noise(kind, int(seed), batch, noise, step_noise, params)
         if seed is not None:
             rows["seed"] = _seeds(seed, batch)
+        if _is_int(seed) and batch > 1 and (noise is None or self._stochastic(kind, params) and step_noise is None):
+            noise, step_noise = self._batch_noise(kind, int(seed), batch, noise, step_noise, params)
         for name, array in (("noise", noise), ("step_noise", step_noise)):
             if array is not None:
                 rows[name] = np.ascontiguousarray(array if name == "noise" else np.moveaxis(array, 1, 0))
@@ -242,7 +242,7 @@ def _is_int(value: object) -> bool:
 
 
 def _seeds(seed: Seeds, batch: int) -> np.ndarray:
-    values = [seed] * batch if _is_int(seed) else list(seed)
+    values = [seed] * batch if _is_int(seed) else list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else [None]
     if len(values) != batch or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not
                                    0 <= int(s) < 1 << 64 for s in values):
         raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {seed!r}")
