@@ -122,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-dir", type=Path, default=None, help="export (default: the bundled model's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one round, a few requests: checks it runs")
-    parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
+    parser.add_argument("--out", type=Path, default=None, help="JSON record (default: benchmarks/results/"
+                        "serve.json, serve-quick.json with --quick); the PNG goes beside it")
     args = parser.parse_args(argv)
     from benchmarks.serve_plot import render
     from spritegen.cli import default_export
 
     export_dir = args.export_dir or default_export()
+    args.out = args.out or RESULTS / ("serve-quick.json" if args.quick else "serve.json")
     with tempfile.TemporaryDirectory() as logs:
         record = run(export_dir, 1 if args.quick else args.rounds, args.quick, Path(logs))
     write_text_atomic(args.out, json.dumps(record, indent=2) + "\n")
