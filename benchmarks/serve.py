@@ -39,17 +39,17 @@ def _summary(latencies_s: list[float], sprites: int, wall_s: float, failures: in
             "p50_ms": statistics.median(ms) if ms else None, "p99_ms": percentile(ms, 99) if ms else None}
 
 
-def _in_process(sampler, batch: int, calls: int) -> tuple[list[float], int]:
+def _in_process(sampler, batch: int, calls: int, steps: int) -> tuple[list[float], int]:
     context = [CLASS_NAMES[k % len(CLASS_NAMES)] for k in range(batch)]
     times = []
     for call in range(calls):
         t0 = time.perf_counter()
-        sampler.ddim(context, n=DDIM_DEFAULT_STEPS, seed=list(range(call * batch, (call + 1) * batch)))
+        sampler.ddim(context, n=steps, seed=list(range(call * batch, (call + 1) * batch)))
         times.append(time.perf_counter() - t0)
     return times, batch * calls
 
 
-def _served(url: str, clients: int, per_client: int) -> tuple[list[float], int, int]:
+def _served(url: str, clients: int, per_client: int, steps: int) -> tuple[list[float], int, int]:
     from spritegen.client import Client
 
     def one_client(index: int) -> tuple[list[float], int]:
@@ -58,7 +58,7 @@ def _served(url: str, clients: int, per_client: int) -> tuple[list[float], int, 
             for k in range(per_client):
                 t0 = time.perf_counter()
                 try:
-                    client.ddim([CLASS_NAMES[(index + k) % len(CLASS_NAMES)]], n=DDIM_DEFAULT_STEPS, seed=index * 1000 + k)
+                    client.ddim([CLASS_NAMES[(index + k) % len(CLASS_NAMES)]], n=steps, seed=index * 1000 + k)
                     times.append(time.perf_counter() - t0)
                 except Exception:  # counted, never hidden: the report shows failures
                     failures += 1
@@ -75,25 +75,26 @@ def run(export_dir: Path, rounds: int, quick: bool, log_dir: Path) -> dict:
     from tests.serving_support import running_server
 
     calls_b1, calls_b32, per_client = (2, 1, {1: 2, 8: 1, 32: 1}) if quick else (10, 2, {1: 10, 8: 6, 32: 3})
+    steps = 5 if quick else DDIM_DEFAULT_STEPS  # quick: checks that it runs, not how fast
     # the in-process baseline with the server's own ORT settings (all cores, no spin-wait)
     sampler = Sampler.load(export_dir, provider="cpu", open_all=True, spin=False)
     cases = ["in-process batch 1", "in-process batch 32", *(f"served {c} clients" for c in CLIENTS)]
     raw: dict[str, dict] = {case: {"times": [], "sprites": 0, "wall": 0.0, "failures": 0} for case in cases}
     rss = {}
     with running_server(export_dir, log_dir, "--threads", str(os.cpu_count() or 1)) as server:
-        _served(server.url, 1, 1)  # warm-up: sessions, runners, connections
-        _in_process(sampler, 1, 1), _in_process(sampler, BATCH, 1)
+        _served(server.url, 1, 1, steps)  # warm-up: sessions, runners, connections
+        _in_process(sampler, 1, 1, steps), _in_process(sampler, BATCH, 1, steps)
         rss["server_start_kib"] = server.rss_kib()
         for r in range(rounds):
             for case in cases[r % len(cases):] + cases[:r % len(cases)]:  # rotated order
                 t0 = time.perf_counter()
                 if case.startswith("in-process"):
                     batch = 1 if case.endswith(" 1") else BATCH
-                    times, sprites = _in_process(sampler, batch, calls_b1 if batch == 1 else calls_b32)
+                    times, sprites = _in_process(sampler, batch, calls_b1 if batch == 1 else calls_b32, steps)
                     failures = 0
                 else:
                     clients = int(case.split()[1])
-                    times, sprites, failures = _served(server.url, clients, per_client[clients])
+                    times, sprites, failures = _served(server.url, clients, per_client[clients], steps)
                 entry = raw[case]
                 entry["wall"] += time.perf_counter() - t0
                 entry["times"] += times
@@ -104,7 +105,7 @@ def run(export_dir: Path, rounds: int, quick: bool, log_dir: Path) -> dict:
     b1, b32 = figures["in-process batch 1"], figures["in-process batch 32"]
     one, many = figures["served 1 clients"], figures["served 32 clients"]
     return {
-        "benchmark": "serve", "quick": quick, "rounds": rounds, "steps": DDIM_DEFAULT_STEPS,
+        "benchmark": "serve", "quick": quick, "rounds": rounds, "steps": steps,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "server": "spritegen serve defaults (max batch 32, queue delay 2 ms, no spin), --threads all cores; "
                   "in-process Sampler with the same ORT settings",
