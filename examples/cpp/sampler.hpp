@@ -10,7 +10,8 @@
 // Nothing throws: every call that can fail returns a spritegen::Status (status.hpp), so it
 // builds and works with -fno-exceptions. It uses ONNX Runtime's C API (its C++ API throws).
 // Dependencies: onnxruntime_c_api.h (any ORT >= 1.21 at run time) and nlohmann/json.
-// Copy sampler.*, noise.*, sha256.* and status.hpp; the rest of examples/cpp is the CLI.
+// Copy sampler.*, manifest.cpp, ort_state.*, noise.*, sha256.* and status.hpp; the rest of
+// examples/cpp is the CLI.
 #pragma once
 
 #include <cstdint>
