@@ -349,8 +349,8 @@ Status noise_command(int argc, char** argv) {
   Tensor t({static_cast<int64_t>(streams.size()), static_cast<int64_t>(seeds.size()), static_cast<int64_t>(count)});
   for (size_t s = 0; s < streams.size(); ++s)
     for (size_t r = 0; r < seeds.size(); ++r)
-      spritegen::noise::normals(seeds[r], static_cast<uint32_t>(streams[s]), t.data.data() + (s * seeds.size() + r) * count,
-                                count);
+      spritegen::noise::normals(seeds[r], static_cast<uint32_t>(streams[s]),
+                                t.data.data() + (s * seeds.size() + r) * count, count);
   return spritegen::write_npy(out, t);
 }
 

@@ -60,7 +60,8 @@ bool all_finite(const std::vector<float>& values) {
 }  // namespace
 
 // ------------------------------------------------------------------ construction
-Sampler::Sampler(Manifest manifest, std::unique_ptr<Impl> impl) : manifest_(std::move(manifest)), impl_(std::move(impl)) {
+Sampler::Sampler(Manifest manifest, std::unique_ptr<Impl> impl)
+    : manifest_(std::move(manifest)), impl_(std::move(impl)) {
   impl_->manifest = &manifest_;
 }
 
