@@ -204,10 +204,11 @@ def test_build_folder_runs_without_the_python_environment(cpp_binary: Path, expo
                "--n", "3", "--out-npy", str(tmp_path / "moved.npy")]
     clean = {"PATH": "/usr/bin:/bin"}
     wheel_dir = Path(os.path.realpath(BUILD / "ort" / "lib" / "libonnxruntime.so")).parent
-    hidden = subprocess.run(["unshare", "-m", "sh", "-c", f'mount -t tmpfs none "{wheel_dir}" && exec "$@"', "sh",
-                             *command], capture_output=True, text=True, timeout=120, env=clean)
-    if hidden.returncode != 0 and "unshare" in hidden.stderr:  # no mount namespaces here: a clean env only
-        print(f"unshare unavailable ({hidden.stderr.strip()}); ran in a clean environment only")
+    hide = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs none "{wheel_dir}" && exec "$@"', "sh"]
+    hidden = subprocess.run(hide + command if shutil.which("unshare") else command, capture_output=True, text=True,
+                            timeout=120, env=clean)
+    if hidden.returncode != 0 and ("unshare" in hidden.stderr or "mount" in hidden.stderr):
+        print(f"no mount namespace here ({hidden.stderr.strip()}); ran in a clean environment only")
         hidden = subprocess.run(command, capture_output=True, text=True, timeout=120, env=clean)
     assert hidden.returncode == 0, hidden.stderr
     assert np.array_equal(np.load(tmp_path / "moved.npy"),
