@@ -60,9 +60,15 @@ def philox(c0: np.ndarray, c1: np.ndarray, c2: np.ndarray, c3: np.ndarray, k0: n
 
 def box_muller(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two float32 normals from uint32 words a (radius) and b (angle): docs/noise.md section 3."""
+    n0, n1 = box_muller64(a, b)
+    return n0.astype(np.float32), n1.astype(np.float32)  # round to nearest even, once
+
+
+def box_muller64(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 products r cos and r sin before the final rounding (box_muller)."""
     r = _radius(a)
     cos, sin = _cos_sin(b)
-    return (r * cos).astype(np.float32), (r * sin).astype(np.float32)
+    return r * cos, r * sin
 
 
 def _radius(a: np.ndarray) -> np.ndarray:

@@ -68,7 +68,8 @@ ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused gr
                        "only).")
 PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
                             "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
-SeedOpt = typer.Option(None, "--seed", min=0, help="Random seed (default: a fresh one, printed).")
+SeedOpt = typer.Option(None, "--seed", min=0, help="Seed in [0, 2^64) of the portable noise, docs/noise.md "
+                       "(default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, help="Classifier-free guidance weight (0 = off).")
 ScaleOpt = typer.Option(8, "--scale", min=1, max=64, help="Pixels per sprite pixel in pictures.")
 
