@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FILE,
-                                MANIFEST_FORMAT, TORCHSCRIPT_FILE, GraphSpec, ModelConfig, ScheduleConfig, ddim_pairs)
+                                MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, TORCHSCRIPT_FILE, GraphSpec, ModelConfig,
+                                ScheduleConfig, ddim_pairs)
 from spritegen.export.checkpoint import LoadedCheckpoint, sha256_file
 from spritegen.files import write_text_atomic
 from spritegen.export.onnx_export import dims
@@ -98,6 +99,7 @@ def build_manifest(directory: Path, loaded: LoadedCheckpoint, schedule: Schedule
         "ddim_loop_steps": loop_steps,
         "guidance": {"rows": "GB = B (w ignored) or 2B (rows B..2B-1 = unconditional context, zeros)",
                      "formula": "eps = (1 + w) * eps(c) - w * eps(uncond)"},
+        MANIFEST_NOISE_KEY: NOISE.manifest_entry(),  # what a seed means (docs/noise.md)
         "opset": opset,
         "exporter": "torch.onnx.export(dynamo=False), constant folding, eval mode",
         "shortcut": {"seed": shortcut_seed, "from_checkpoint": loaded.shortcut_from_checkpoint},

@@ -230,3 +230,38 @@ class GraphMeta:
     SHORTCUT_FROM_CHECKPOINT = "shortcut_from_checkpoint"  # false: drawn from SHORTCUT_SEED
     LOOP_IMPLEMENTATION = "ddim_loop_implementation"  # ddim_loop.onnx only: "unrolled"
     PRECISION = "precision"  # unet_fp16.onnx / unet_int8.onnx only: what is reduced, what stays fp32
+
+
+# ---------------------------------------------------------------- portable noise
+@dataclass(frozen=True)
+class NoiseSpec:
+    """The seeded standard-normal generator every runtime (numpy, C++, JavaScript) implements
+    bit for bit: Philox4x32-10 bits, then a Box-Muller built from IEEE-754 float64 + - * / and
+    sqrt only (no libm log/sin/cos, which differ between math libraries). docs/noise.md is
+    the specification; `spritegen.runtime.noise` the reference implementation.
+
+    Streams: stream 0 is x_T; stream i (1..T) is the noise of the sampler step that starts
+    at index i. Seeds are integers in [0, 2^64); key = (seed mod 2^32, seed >> 32)."""
+
+    generator: str = "spritegen-normal"  # recorded in the manifest with `version`
+    version: int = 1
+    philox_m: tuple[int, int] = (0xD2511F53, 0xCD9E8D57)  # round multipliers M0, M1
+    philox_w: tuple[int, int] = (0x9E3779B9, 0xBB67AE85)  # key bumps W0, W1 (Weyl sequence)
+    philox_rounds: int = 10
+    normals_per_block: int = 4  # one Philox block (4 x uint32) -> 2 Box-Muller pairs
+    sqrt2: float = 1.4142135623730951  # log: mantissa f is folded into [sqrt2/2, sqrt2]
+    ln2: float = 0.6931471805599453
+    half_pi: float = 1.5707963267948966
+    log_terms: int = 10  # L[0..10] = 1 / (2j + 1): log(f) = 2 atanh(s), s = (f-1)/(f+1)
+    trig_terms: int = 10  # S[0..10], C[0..10]: Taylor series of sin and cos on [0, pi/2)
+    x_t_stream: int = 0
+    seed_bits: int = 64
+    stream_bits: int = 32
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """What an export's manifest records under "noise" (MANIFEST_NOISE_KEY)."""
+        return {"generator": self.generator, "version": self.version}
+
+
+NOISE = NoiseSpec()
+MANIFEST_NOISE_KEY = "noise"
