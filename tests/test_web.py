@@ -5,27 +5,30 @@ a missing graph) on a free loopback port; benchmarks/web_driver.mjs drives the s
 Chromium through playwright-core (never a downloaded browser) in one launch: the page
 draws its own grid (saved as a screenshot), then generates sprites for several seeds,
 classes, a blend, guidance, eta > 0, the loop graph and DDPM, and hands the arrays back.
-They must equal `spritegen.runtime.Sampler` on the same export and seeds within the
-tolerances below. Skips (with the reason) only when Chromium, node or examples/web/node_modules
+They must equal `spritegen.runtime.Sampler`'s on the same export and seeds (the portable
+noise, docs/noise.md: the same seed is the same noise in both) within the tolerances below. Skips (with the reason) only when Chromium, node or examples/web/node_modules
 is absent; .ci/setup_web.sh installs them.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import shutil
+import subprocess
+import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from benchmarks.web_browser import drive, missing, serving
-from spritegen.contract import ddim_pairs
+from benchmarks.web_browser import WEB, drive, missing, serving
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
-from tests.web_support import js_noise
 
 MISSING = missing()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser test needs {', '.join(MISSING)}; "
@@ -105,23 +108,12 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def python_sprites(sampler: Sampler, method: str, context, options: dict) -> np.ndarray:
-    """The Python runtime's sprites for one browser call, with noise.js's draws injected."""
-    seeds = options["seed"]
-    rows = len(context) if isinstance(context, list) else 1
-    shape = (rows, *sampler.image_shape)
-    (x_T,) = js_noise(seeds, [0], shape)
+    """The Python runtime's sprites for one browser call: the same seeds, nothing injected."""
+    seed = [int(s) for s in options["seed"]] if isinstance(options["seed"], list) else int(options["seed"])
     guidance = options.get("guidance")
     if method == "ddpm":
-        step_noise = np.stack(js_noise(seeds, list(range(1, sampler.timesteps + 1)), shape))
-        return sampler.ddpm(context, noise=x_T, step_noise=step_noise, guidance=guidance, impl="step")
-    n, eta = options.get("n", 25), options.get("eta", 0.0)
-    step_noise = None
-    if eta > 0:
-        step_noise = np.zeros((sampler.timesteps, *shape), np.float32)
-        steps = [i for i, _ in ddim_pairs(sampler.timesteps, n)]
-        for i, z in zip(steps, js_noise(seeds, steps, shape)):
-            step_noise[i - 1] = z
-    return sampler.ddim(context, n=n, eta=eta, noise=x_T, step_noise=step_noise, guidance=guidance,
+        return sampler.ddpm(context, seed=seed, guidance=guidance, impl="step")
+    return sampler.ddim(context, n=options.get("n", 25), eta=options.get("eta", 0.0), seed=seed, guidance=guidance,
                         impl=options.get("impl", "step"))
 
 
@@ -168,8 +160,6 @@ def test_bad_input_is_refused_with_one_clear_error(browser_run: dict) -> None:
 
 
 def test_page_draws_a_grid_and_a_screenshot(browser_run: dict) -> None:
-    from PIL import Image
-
     page = browser_run["pages"][0]
     assert page["status"].startswith("8 sprites (hero, DDIM-25"), page["status"]
     with Image.open(browser_run["screenshot"]) as image:
@@ -195,9 +185,6 @@ def test_a_broken_export_shows_a_clear_message(browser_run: dict, page_index: in
 def test_server_sends_isolation_headers_and_stays_inside_its_mounts(exports: Path) -> None:
     """COOP/COEP on every response (off with --no-isolation), module and wasm MIME types, and
     no file outside the three mounts, however the path is spelled."""
-    import http.client
-    import urllib.parse
-
     def get(base: str, path: str) -> tuple[int, dict[str, str]]:
         url = urllib.parse.urlsplit(base)
         connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
@@ -223,11 +210,6 @@ def test_server_sends_isolation_headers_and_stays_inside_its_mounts(exports: Pat
 
 
 def test_server_refuses_a_missing_export_in_one_line(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from benchmarks.web_browser import WEB
-
     done = subprocess.run([sys.executable, str(WEB / "serve.py"), "--export", str(tmp_path / "nope"), "--port", "0"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr, done.stderr

@@ -89,12 +89,10 @@ function radius(a) {
   return Math.sqrt(-2 * logu);
 }
 
-/**
- * Box-Muller of uint32 words a, b: writes float32(r cos), float32(r sin) at out[at],
- * out[at + 1] (`out` a Float32Array: its store rounds to nearest even). Writes only
- * as many as `out` holds from `at` on (the tail of the last block is discarded).
- */
-function boxMuller(a, b, out, at, end) {
+const PAIR = new Float64Array(2); // boxMuller64's result, reused: no allocation per pair
+
+/** Box-Muller of uint32 words a, b: the float64 products r cos and r sin, before rounding. */
+function boxMuller64(a, b) {
   const r = radius(a);
   const q = b >>> 30; // quadrant
   const w = (b & 0x3fffffff) / TWO_POW_30; // in [0, 1), exact
@@ -111,8 +109,25 @@ function boxMuller(a, b, out, at, end) {
   else if (q === 1) { cos = -sinPhi; sin = cosPhi; }
   else if (q === 2) { cos = -cosPhi; sin = -sinPhi; }
   else { cos = sinPhi; sin = -cosPhi; }
-  if (at < end) out[at] = r * cos;
-  if (at + 1 < end) out[at + 1] = r * sin;
+  PAIR[0] = r * cos;
+  PAIR[1] = r * sin;
+  return PAIR;
+}
+
+/** [r cos, r sin] in float64 for uint32 words a, b (before the rounding to float32): for tests. */
+export function boxMullerFloat64(a, b) {
+  const pair = boxMuller64(a >>> 0, b >>> 0);
+  return [pair[0], pair[1]];
+}
+
+/**
+ * Box-Muller of a, b rounded once to float32 into out[at], out[at + 1] (a Float32Array store
+ * rounds to nearest even); only the slots before `end` (the tail of the last block is dropped).
+ */
+function boxMuller(a, b, out, at, end) {
+  const pair = boxMuller64(a, b);
+  if (at < end) out[at] = pair[0];
+  if (at + 1 < end) out[at + 1] = pair[1];
 }
 
 // ------------------------------------------------------------------ seeds and streams

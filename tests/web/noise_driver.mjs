@@ -1,14 +1,21 @@
-// Test driver: reads a JSON list of {seed, stream, count} (seed as a decimal string, so
-// values past 2^53 stay exact) or {philox: [c0, c1, c2, c3, k0, k1]} cases on stdin and
-// writes one JSON list back: float32 normals as base64 of their little-endian bytes,
-// Philox words as numbers. Used by tests/test_web_noise.py.
+// Test driver: reads a JSON list of cases on stdin and writes one JSON list of answers:
+//   {seed, stream, count} (seed a decimal string: exact past 2^53) -> float32 normals, base64
+//   {seeds, batch, stream, per_row} -> batchNoise (one seed, or one per row), base64
+//   {philox: [c0, c1, c2, c3, k0, k1]} -> the four output words
+//   {pairs: [[a, b], ...]} -> float64 r cos, r sin per pair (before rounding), base64
+//   {bad: seed} -> "accepted" or the error's "Name: message"
+// Used by tests/test_web_noise.py.
 import { readFileSync } from "node:fs";
-import { normals, philox4x32, batchNoise } from "../../examples/web/noise.js";
+import { normals, philox4x32, batchNoise, boxMullerFloat64 } from "../../examples/web/noise.js";
 
 const cases = JSON.parse(readFileSync(0, "utf8"));
 const b64 = (floats) => Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).toString("base64");
 const results = cases.map((c) => {
   if (c.philox) return Array.from(philox4x32(...c.philox));
+  if (c.pairs) {  // float64 r cos, r sin of each [a, b], interleaved
+    const values = new Float64Array(c.pairs.flatMap(([a, b]) => boxMullerFloat64(a, b)));
+    return Buffer.from(values.buffer).toString("base64");
+  }
   if (c.seeds) {
     const seeds = Array.isArray(c.seeds) ? c.seeds.map(BigInt) : BigInt(c.seeds);
     return b64(batchNoise(seeds, c.batch, c.stream, c.per_row));
