@@ -1,6 +1,7 @@
-"""examples/web/noise.js against the Python runtime's portable noise, bit for bit.
+"""examples/web/noise.js against the Python runtime's portable noise, bit for bit (and
+spritegen.js's one piece of sampler logic, the DDIM step pairs, against the contract's).
 
-node runs noise.js through tests/web/noise_driver.mjs; its float32 output must equal
+node runs noise.js through tests/web/node_driver.mjs; its float32 output must equal
 `spritegen.runtime.noise` (itself checked against a scalar transcription of docs/noise.md
 and Random123's known answers in tests/test_noise.py) bit for bit, for edge and random
 seeds, streams and counts, and in the two batch forms a sampling call uses. Skips only
@@ -19,17 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spritegen.contract import ddim_pairs
 from spritegen.runtime import Sampler
 from spritegen.runtime.noise import box_muller64, draw, normals
 from tests.test_noise import KATS
 
-DRIVER = Path(__file__).resolve().parent / "web" / "noise_driver.mjs"
+DRIVER = Path(__file__).resolve().parent / "web" / "node_driver.mjs"
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (apt-get install nodejs)")
 
 
 def run_node(cases: list[dict]) -> list:
-    """noise_driver.mjs's answers to `cases` (its header lists the forms)."""
+    """node_driver.mjs's answers to `cases` (its header lists the forms)."""
     result = subprocess.run([NODE, str(DRIVER)], input=json.dumps(cases), capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -109,3 +111,13 @@ def test_batches_follow_the_seed_semantics(sampler: Sampler) -> None:
 def test_bad_seeds_are_refused_with_a_message(bad: object) -> None:
     (answer,) = run_node([{"bad": bad}])
     assert answer.startswith(("RangeError: seed", "TypeError: seed")), answer
+
+
+def test_spritegen_js_ddim_pairs_are_the_contracts() -> None:
+    """spritegen.js holds one piece of sampler logic, the step pairs: equal to contract.ddim_pairs
+    for every n of the course's T (and a T it does not divide), and n out of range refused."""
+    cases = [(500, n) for n in range(1, 501)] + [(7, n) for n in range(1, 8)]
+    answers = run_node([{"ddim_pairs": [T, n]} for T, n in cases] + [{"ddim_pairs": [500, 0]}, {"ddim_pairs": [500, 501]}])
+    for (T, n), pairs in zip(cases, answers):
+        assert [tuple(p) for p in pairs] == ddim_pairs(T, n), (T, n)
+    assert all(a.startswith("SpriteGenError: DDIM steps n must be an integer in 1..500") for a in answers[-2:])

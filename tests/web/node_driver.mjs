@@ -4,9 +4,11 @@
 //   {philox: [c0, c1, c2, c3, k0, k1]} -> the four output words
 //   {pairs: [[a, b], ...]} -> float64 r cos, r sin per pair (before rounding), base64
 //   {bad: seed} -> "accepted" or the error's "Name: message"
+//   {ddim_pairs: [T, n]} -> spritegen.js's ddimPairs(T, n), or the error's "Name: message"
 // Used by tests/test_web_noise.py.
 import { readFileSync } from "node:fs";
 import { normals, philox4x32, batchNoise, boxMullerFloat64 } from "../../examples/web/noise.js";
+import { ddimPairs } from "../../examples/web/spritegen.js";
 
 const cases = JSON.parse(readFileSync(0, "utf8"));
 const b64 = (floats) => Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).toString("base64");
@@ -19,6 +21,9 @@ const results = cases.map((c) => {
   if (c.seeds) {
     const seeds = Array.isArray(c.seeds) ? c.seeds.map(BigInt) : BigInt(c.seeds);
     return b64(batchNoise(seeds, c.batch, c.stream, c.per_row));
+  }
+  if (c.ddim_pairs) {
+    try { return ddimPairs(...c.ddim_pairs); } catch (e) { return `${e.name}: ${e.message}`; }
   }
   if (c.bad !== undefined) {
     try { normals(c.bad, 0, 4); return "accepted"; } catch (e) { return `${e.name}: ${e.message}`; }
