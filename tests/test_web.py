@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.web_browser import WEB, drive, missing, serving
+from spritegen.contract import DDIM_DEFAULT_STEPS
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
 
@@ -113,7 +114,7 @@ def python_sprites(sampler: Sampler, method: str, context, options: dict) -> np.
     guidance = options.get("guidance")
     if method == "ddpm":
         return sampler.ddpm(context, seed=seed, guidance=guidance, impl="step")
-    return sampler.ddim(context, n=options.get("n", 25), eta=options.get("eta", 0.0), seed=seed, guidance=guidance,
+    return sampler.ddim(context, n=options.get("n", DDIM_DEFAULT_STEPS), eta=options.get("eta", 0.0), seed=seed, guidance=guidance,
                         impl=options.get("impl", "step"))
 
 
