@@ -63,6 +63,10 @@ def native_round(samplers: dict, reps: int, order: list[str]) -> dict[str, dict]
     return out
 
 
+def ort_web_version() -> str:
+    return json.loads((WEB / "node_modules" / "onnxruntime-web" / "package.json").read_text())["version"]
+
+
 def ort_version() -> str:
     import onnxruntime
 
@@ -106,7 +110,7 @@ def run(export_dir: Path, rounds: int, reps: int) -> dict:
         "ratio_to_native_1thread": {name: figures[name]["median_ms"] / figures["native_1thread"]["median_ms"]
                                     for name in PATHS},
         "target": "browser_threads within 3x of native",
-        "onnxruntime_web": json.loads((WEB / "node_modules" / "onnxruntime-web" / "package.json").read_text())["version"],
+        "onnxruntime_web": ort_web_version(),
         "rounds": rounds, "reps_per_round": reps, "export_dir": str(export_dir),
         "machine": {**machine(), "load_average_1min_during": load,
                     "note": "shared with other work while measured: compare only the ratios of one run"},
@@ -116,7 +120,8 @@ def run(export_dir: Path, rounds: int, reps: int) -> dict:
 
 LABELS = {"browser_threads": "browser, WASM threads (cross-origin isolated)",
           "browser_1thread": "browser, WASM 1 thread (not isolated)",
-          "native": "native ONNX Runtime (Python Sampler), all cores", "native_1thread": "native ONNX Runtime, 1 thread"}
+          "native": "native ONNX Runtime (Python Sampler), all cores",
+          "native_1thread": "native ONNX Runtime, 1 thread"}
 
 
 def render(report: dict) -> str:

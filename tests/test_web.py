@@ -1,13 +1,14 @@
 """The browser runtime in a real browser: examples/web in headless Chromium against Python.
 
-examples/web/serve.py serves the demo page, onnxruntime-web and three exports (good, a tampered graph,
-a missing graph) on a free loopback port; benchmarks/web_driver.mjs drives the system
+examples/web/serve.py serves the demo page, onnxruntime-web and three exports (good, a
+tampered graph, a missing graph) on a free loopback port; benchmarks/web_driver.mjs drives the system
 Chromium through playwright-core (never a downloaded browser) in one launch: the page
 draws its own grid (saved as a screenshot), then generates sprites for several seeds,
 classes, a blend, guidance, eta > 0, the loop graph and DDPM, and hands the arrays back.
 They must equal `spritegen.runtime.Sampler`'s on the same export and seeds (the portable
-noise, docs/noise.md: the same seed is the same noise in both) within the tolerances below. Skips (with the reason) only when Chromium, node or examples/web/node_modules
-is absent; .ci/setup_web.sh installs them.
+noise, docs/noise.md: the same seed is the same noise in both) within the tolerances below.
+Skips (with the reason) only when Chromium, node or examples/web/node_modules is absent;
+.ci/setup_web.sh installs them.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def python_sprites(sampler: Sampler, method: str, context, options: dict) -> np.
     guidance = options.get("guidance")
     if method == "ddpm":
         return sampler.ddpm(context, seed=seed, guidance=guidance, impl="step")
-    return sampler.ddim(context, n=options.get("n", DDIM_DEFAULT_STEPS), eta=options.get("eta", 0.0), seed=seed, guidance=guidance,
-                        impl=options.get("impl", "step"))
+    return sampler.ddim(context, n=options.get("n", DDIM_DEFAULT_STEPS), eta=options.get("eta", 0.0), seed=seed,
+                        guidance=guidance, impl=options.get("impl", "step"))
 
 
 def decode(encoded: str, dtype: str) -> np.ndarray:

@@ -117,7 +117,8 @@ def test_spritegen_js_ddim_pairs_are_the_contracts() -> None:
     """spritegen.js holds one piece of sampler logic, the step pairs: equal to contract.ddim_pairs
     for every n of the course's T (and a T it does not divide), and n out of range refused."""
     cases = [(500, n) for n in range(1, 501)] + [(7, n) for n in range(1, 8)]
-    answers = run_node([{"ddim_pairs": [T, n]} for T, n in cases] + [{"ddim_pairs": [500, 0]}, {"ddim_pairs": [500, 501]}])
+    bad = [{"ddim_pairs": [500, 0]}, {"ddim_pairs": [500, 501]}]
+    answers = run_node([{"ddim_pairs": [T, n]} for T, n in cases] + bad)
     for (T, n), pairs in zip(cases, answers):
         assert [tuple(p) for p in pairs] == ddim_pairs(T, n), (T, n)
     assert all(a.startswith("SpriteGenError: DDIM steps n must be an integer in 1..500") for a in answers[-2:])
