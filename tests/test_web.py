@@ -14,6 +14,7 @@ Skips (with the reason) only when Chromium, node or examples/web/node_modules is
 from __future__ import annotations
 
 import base64
+import json
 import http.client
 import os
 import shutil
@@ -215,3 +216,19 @@ def test_server_refuses_a_missing_export_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(WEB / "serve.py"), "--export", str(tmp_path / "nope"), "--port", "0"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr, done.stderr
+
+
+def test_benchmark_runs_every_path_once(export_dir: Path, tmp_path: Path) -> None:
+    """`python -m benchmarks.web` end to end at its smallest (one round, one timed call per
+    path): both pages load (isolated with 2+ threads or 1 thread, plain with 1), the record
+    and its table are written. A smoke run: its times are not asserted."""
+    from benchmarks import web
+
+    out = tmp_path / "web.json"
+    assert web.main(["--export-dir", str(export_dir), "--rounds", "1", "--reps", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    figures = report["figures"]
+    assert set(figures) == set(web.PATHS) and all(f["median_ms"] > 0 for f in figures.values())
+    assert figures["browser_threads"]["isolated"] and not figures["browser_1thread"]["isolated"]
+    assert figures["browser_1thread"]["threads"] == 1
+    assert "| browser, WASM 1 thread (not isolated) | 1 |" in out.with_suffix(".md").read_text()
