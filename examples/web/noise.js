@@ -4,7 +4,7 @@
 // (spritegen.runtime) and in the C++ example: Philox4x32-10 counter-based bits,
 // then a Box-Muller transform evaluated with IEEE-754 float64 +, -, *, / and sqrt
 // only (no Math.log/sin/cos, whose results differ between JS engines), rounded
-// once to float32. docs/web.md describes the design; the steps below follow it
+// once to float32. docs/noise.md is the specification; the steps below follow it
 // in order, and evaluation order matters (no reassociation).
 //
 //   import { normals } from "./noise.js";
@@ -23,7 +23,7 @@ const ROUNDS = 10;
 
 // mulhilo32(m, a) for a uint32 `a` and a constant `m` split into 16-bit halves: every
 // partial product and sum stays below 2^53, so float64 arithmetic is exact. (A BigInt
-// version is ~20x slower; see docs/web.md.)
+// version measured ~10-15x slower; docs/web.md.)
 function mulhi(mHi, mLo, a) {
   const aHi = a >>> 16;
   const aLo = a & 0xffff;
@@ -73,7 +73,7 @@ for (let j = 1; j <= 10; j++) {
 // 2^k for k = 0..33, exact powers of two (dividing by one is an exact scaling).
 const POW2 = Array.from({ length: 34 }, (_, k) => 2 ** k);
 
-/** sqrt(-2 log u) for u = (2a + 1) / 2^33, by the polynomial of docs/web.md. */
+/** sqrt(-2 log u) for u = (2a + 1) / 2^33, by the series of docs/noise.md. */
 function radius(a) {
   let k = a === 0 ? 0 : 32 - Math.clz32(a); // bitlength(a)
   let f = (2 * a + 1) / POW2[k]; // in [1, 2), exact
