@@ -19,7 +19,14 @@ const status = (text, error = false) => {
 window.spritegenDemo = { ready: false, error: null, gen: null, ort: null };
 
 async function loadOrt() {
-  const ort = await import(webgpu ? "./ort/ort.webgpu.min.mjs" : "./ort/ort.wasm.min.mjs");
+  const file = webgpu ? "./ort/ort.webgpu.min.mjs" : "./ort/ort.wasm.min.mjs";
+  let ort;
+  try {
+    ort = await import(file);
+  } catch (error) {
+    throw new Error(`cannot load onnxruntime-web from ${file} (${error.message}); run npm ci in examples/web ` +
+      "and serve the page with examples/web/serve.py");
+  }
   ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
   // ORT's own default is half the cores; a sprite generator that runs between frames gets all.
   const threads = Number(params.get("threads") ?? Math.min(4, navigator.hardwareConcurrency || 1));
