@@ -1,5 +1,6 @@
 """examples/web/noise.js against the Python runtime's portable noise, bit for bit (and
-spritegen.js's one piece of sampler logic, the DDIM step pairs, against the contract's).
+spritegen.js's pure helpers under node: the DDIM step pairs against the contract's, the
+RGBA mapping against runtime/images.py's).
 
 node runs noise.js through tests/web/node_driver.mjs; its float32 output must equal
 `spritegen.runtime.noise` (itself checked against a scalar transcription of docs/noise.md
@@ -22,6 +23,7 @@ import pytest
 
 from spritegen.contract import ddim_pairs
 from spritegen.runtime import Sampler
+from spritegen.runtime.images import to_pixels
 from spritegen.runtime.noise import box_muller64, draw, normals
 from tests.test_noise import KATS
 
@@ -122,3 +124,19 @@ def test_spritegen_js_ddim_pairs_are_the_contracts() -> None:
     for (T, n), pairs in zip(cases, answers):
         assert [tuple(p) for p in pairs] == ddim_pairs(T, n), (T, n)
     assert all(a.startswith("SpriteGenError: DDIM steps n must be an integer in 1..500") for a in answers[-2:])
+
+
+def test_spritegen_js_pixels_are_to_pixels() -> None:
+    """toImageData's RGBA equals runtime/images.py's to_pixels exactly, on random values, the
+    clip edges, and values whose float32 * 255 lands exactly on .5 (numpy rounds half to even)."""
+    rng = np.random.default_rng(3)
+    ties = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255) * 2 - 1  # near each .5
+    values = np.concatenate([rng.uniform(-1.2, 1.2, 4 * 768 - 256 - 4).astype(np.float32), ties,
+                             np.float32([-1, 1, -5, 5])])
+    sprites = values.reshape(4, 3, 16, 16)
+    (encoded,) = run_node([{"to_image": base64.b64encode(sprites.astype("<f4").tobytes()).decode(),
+                            "shape": list(sprites.shape)}])
+    rgba = np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(4, 16, 16, 4)
+    for k in range(4):
+        assert np.array_equal(rgba[k, :, :, :3], to_pixels(sprites[k])), k
+    assert (rgba[:, :, :, 3] == 255).all()

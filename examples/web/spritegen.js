@@ -86,8 +86,8 @@ async function loadManifest(base) {
 /** Context rows (B x K floats) from class names, blend objects, null, or K-number arrays. */
 function contextRows(context, classNames) {
   const K = classNames.length;
+  if (Array.isArray(context) && context.length === 0) throw new SpriteGenError("batch 0: ask for at least one sprite");
   const items = Array.isArray(context) && !context.every((v) => typeof v === "number") ? context : [context];
-  if (items.length === 0) throw new SpriteGenError("batch 0: ask for at least one sprite");
   const rows = new Float32Array(items.length * K);
   items.forEach((item, r) => {
     const row = rows.subarray(r * K, (r + 1) * K);
@@ -133,15 +133,24 @@ function checkNumber(value, name, upper = Infinity) {
   return value;
 }
 
-/** Sprites (B, C, H, W) in [-1, 1] -> one RGBA ImageData (H x W) each, as runtime/images.py maps them. */
+/** Math.round, but ties to even, as numpy's round. */
+function roundHalfEven(y) {
+  const r = Math.round(y);
+  return r - y === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Sprites (B, C, H, W) in [-1, 1] -> one RGBA ImageData (H x W) each, mapped exactly as
+ * runtime/images.py's to_pixels maps them (float32 arithmetic, round half to even).
+ */
 export function toImageData(sprites, [B, C, H, W]) {
   const images = [];
   for (let b = 0; b < B; b++) {
     const rgba = new Uint8ClampedArray(H * W * 4);
     for (let p = 0; p < H * W; p++) {
       for (let ch = 0; ch < 3; ch++) {
-        const v = sprites[b * C * H * W + Math.min(ch, C - 1) * H * W + p];
-        rgba[4 * p + ch] = Math.round(((Math.min(Math.max(v, -1), 1) + 1) / 2) * 255);
+        const v = Math.min(Math.max(sprites[b * C * H * W + Math.min(ch, C - 1) * H * W + p], -1), 1);
+        rgba[4 * p + ch] = roundHalfEven(Math.fround(Math.fround(Math.fround(v + 1) / 2) * 255)); // numpy's float32 ops
       }
       rgba[4 * p + 3] = 255;
     }

@@ -5,10 +5,11 @@
 //   {pairs: [[a, b], ...]} -> float64 r cos, r sin per pair (before rounding), base64
 //   {bad: seed} -> "accepted" or the error's "Name: message"
 //   {ddim_pairs: [T, n]} -> spritegen.js's ddimPairs(T, n), or the error's "Name: message"
+//   {to_image: base64 float32, shape: [B, C, H, W]} -> toImageData's RGBA bytes, base64
 // Used by tests/test_web_noise.py.
 import { readFileSync } from "node:fs";
 import { normals, philox4x32, batchNoise, boxMullerFloat64 } from "../../examples/web/noise.js";
-import { ddimPairs } from "../../examples/web/spritegen.js";
+import { ddimPairs, toImageData } from "../../examples/web/spritegen.js";
 
 const cases = JSON.parse(readFileSync(0, "utf8"));
 const b64 = (floats) => Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).toString("base64");
@@ -21,6 +22,12 @@ const results = cases.map((c) => {
   if (c.seeds) {
     const seeds = Array.isArray(c.seeds) ? c.seeds.map(BigInt) : BigInt(c.seeds);
     return b64(batchNoise(seeds, c.batch, c.stream, c.per_row));
+  }
+  if (c.to_image) {
+    const bytes = Buffer.from(c.to_image, "base64");
+    const sprites = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+    const rgba = toImageData(sprites, c.shape).flatMap((image) => Array.from(image.data));
+    return Buffer.from(Uint8Array.from(rgba)).toString("base64");
   }
   if (c.ddim_pairs) {
     try { return ddimPairs(...c.ddim_pairs); } catch (e) { return `${e.name}: ${e.message}`; }
