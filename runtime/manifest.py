@@ -5,6 +5,12 @@ names, the float32 schedule arrays, the loop graph's step count) so sampling nev
 recomputes the schedule and cannot drift from what was exported. Each graph file is
 checked against the sha256 the exporter recorded, and the bytes that were hashed are
 the bytes handed to ONNX Runtime, so a file swapped after the check cannot slip in.
+
+The manifest also names the seeded noise generator the export's seeds mean
+(contract.NOISE, docs/noise.md): one this runtime does not implement is refused, so a
+seed never silently means different noise. A manifest without the key predates the
+record and gets the current generator: the graphs do not depend on it, and no runtime
+reproduces the seeds of those versions anyway (they used numpy's default_rng).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from spritegen.contract import GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, ModelConfig, ScheduleConfig
+from spritegen.contract import (GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, ModelConfig,
+                                ScheduleConfig)
 from spritegen.errors import ExportDirError
+from spritegen.runtime import artifact
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,10 @@ class Manifest:
 
 
 def load_manifest(export_dir: str | Path) -> Manifest:
-    """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise."""
+    """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise.
+    `export_dir` may name a W&B export artifact, wandb:ENTITY/PROJECT/NAME:ALIAS (runtime.artifact)."""
+    if artifact.is_artifact(export_dir):
+        export_dir = artifact.download_export(str(export_dir))
     directory = Path(export_dir)
     if not directory.is_dir():
         raise ExportDirError(f"export directory {directory} does not exist; create one with spritegen-export")
@@ -93,11 +104,20 @@ def load_manifest(export_dir: str | Path) -> Manifest:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ExportDirError(f"{path} is not a {MANIFEST_FORMAT} manifest (format {found!r}); "
                              "re-export with this version of spritegen-export")
+    _check_noise(path, data.get(MANIFEST_NOISE_KEY, NOISE.manifest_entry()))
     try:
         return _parse(directory, data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportDirError(f"{path} is incomplete or malformed ({type(exc).__name__}: {exc}); "
                              "re-export with spritegen-export") from None
+
+
+def _check_noise(path: Path, entry: Any) -> None:
+    """The manifest's noise generator must be the one this runtime implements (module doc)."""
+    ours = NOISE.manifest_entry()
+    if not isinstance(entry, dict) or {k: entry.get(k) for k in ours} != ours:
+        raise ExportDirError(f"{path} names the noise generator {json.dumps(entry)}, but this spritegen implements "
+                             f"{json.dumps(ours)}; sample it with the spritegen version that exported it")
 
 
 def read_verified(path: Path, expected_sha256: str) -> bytes:

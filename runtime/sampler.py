@@ -8,8 +8,13 @@ Conventions are those of `spritegen.export.reference` (the parity oracle): `nois
 x_T, `step_noise[i-1]` the noise of the step starting at index i (shape (T, B, C, H, W)),
 guidance mixes eps = (1 + w) eps(c) - w eps(0), and DDIM steps follow
 `contract.ddim_pairs` (the last step clamped to t = 0). Without injected noise every
-draw comes from `numpy.random.default_rng(seed)`, so one seed gives byte-identical
-sprites on every call and in every thread, whatever the step implementation.
+draw comes from the portable generator (`spritegen.runtime.noise`, docs/noise.md): x_T
+is stream 0 of the seed, the step starting at index i stream i. One seed gives
+byte-identical sprites on every call, in every thread, whatever the step
+implementation, and the same noise in the C++ and browser runtimes. `seed` is one
+integer in [0, 2^64) for the whole batch (drawn as one C-order array), or a sequence of
+B integers, one per row (row r = the batch-1 call with seed[r]: how a server merges
+requests); None draws a fresh 64-bit seed.
 
 Thread safety: sessions are shared (ORT runs concurrently); each call checks a
 workspace (runner) for its batch shape out of a pool and returns it afterwards, so
@@ -19,9 +24,10 @@ concurrent calls never share buffers and sequential calls never reallocate.
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Union
@@ -32,6 +38,7 @@ from spritegen.contract import GRAPHS, UNET_FILES
 from spritegen.errors import ExportDirError, InputError
 from spritegen.runtime.context import Context, make_context
 from spritegen.runtime.manifest import Manifest, load_manifest
+from spritegen.runtime.noise import check_seed
 from spritegen.runtime.plan import Noise, Plan, ddim_plan, ddpm_plan
 from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
 from spritegen.runtime.session import Graph, want_cuda
@@ -41,6 +48,7 @@ IMPLS = ("unet", "step", "loop")
 IMPL_DDIM_GRAPH = {"unet": "unet", "step": "ddim_step", "loop": "ddim_loop"}
 Progress = Callable[[int, int], None]  # (steps done, steps in total)
 Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+Seed = Union[None, int, Sequence[int], np.ndarray]  # see the module doc
 
 
 class Sampler:
@@ -138,13 +146,12 @@ class Sampler:
         """Graphs whose sessions are built so far (see `load`)."""
         return tuple(self._graphs)
 
-    def noise(self, batch: int, seed: int | None) -> np.ndarray:
+    def noise(self, batch: int, seed: Seed) -> np.ndarray:
         """The x_T that a call with this batch and `seed` draws (see plan.Noise), to share
         one starting noise between samplers: ddpm(c, noise=noise(B, s), seed=s) == ddpm(c, seed=s)."""
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise InputError(f"batch must be a positive integer, got {batch!r}")
-        _check_seed(seed)
-        return Noise(None, None, seed, (int(batch), *self.image_shape)).x_T
+        return Noise(None, None, _seeds(seed, int(batch)), (int(batch), *self.image_shape)).x_T
 
     def context(self, context: Context, batch: int | None = None) -> np.ndarray:
         """The (B, K) float32 context rows for `context` (see spritegen.runtime.context)."""
@@ -152,7 +159,7 @@ class Sampler:
 
     # --------------------------------------------------------------- samplers
     def ddpm(self, context: Context, *, noise: np.ndarray | None = None, step_noise: np.ndarray | None = None,
-             seed: int | None = None, save_rate: int | None = None, guidance: float | None = None,
+             seed: Seed = None, save_rate: int | None = None, guidance: float | None = None,
              impl: str | None = None, progress: Progress | None = None) -> Result:
         """The course's DDPM sampler, T steps. Returns sprites (B, C, H, W) in [-1, 1], or
         (sprites, intermediates) when `save_rate` is given: the unclipped states after the
@@ -167,7 +174,7 @@ class Sampler:
                             rate is not None, progress)
 
     def ddim(self, context: Context, *, n: int = 25, eta: float = 0.0, noise: np.ndarray | None = None,
-             step_noise: np.ndarray | None = None, seed: int | None = None, save_rate: int | None = None,
+             step_noise: np.ndarray | None = None, seed: Seed = None, save_rate: int | None = None,
              guidance: float | None = None, impl: str | None = None,
              progress: Progress | None = None) -> Result:
         """DDIM with step T // n (contract.ddim_pairs); eta > 0 is stochastic DDIM (eq. 12).
@@ -185,9 +192,10 @@ class Sampler:
 
     # ---------------------------------------------------------------- driving
     def _sample(self, plan: Plan, step_graph: str, impl: str, context: Context, noise: np.ndarray | None,
-                step_noise: np.ndarray | None, seed: int | None, guidance: float | None, eta: float,
+                step_noise: np.ndarray | None, seed: Seed, guidance: float | None, eta: float,
                 keep: bool, progress: Progress | None) -> Result:
-        rows, source, weight = self._inputs(context, noise, step_noise, seed, guidance)
+        streams = [step.i for step in plan.steps if step.noisy]
+        rows, source, weight = self._inputs(context, noise, step_noise, seed, guidance, streams)
         batch, guided, total = rows.shape[0], weight != 0, len(plan.steps)
         kept = np.empty((plan.kept, batch, *self.image_shape), np.float32) if keep else None
         key = (impl, step_graph, batch, guided)
@@ -208,34 +216,37 @@ class Sampler:
         return (sprites, kept) if keep else sprites
 
     def _loop(self, n: int, eta: float, rate: int | None, context: Context, noise: np.ndarray | None,
-              seed: int | None, guidance: float | None, progress: Progress | None) -> np.ndarray:
+              seed: Seed, guidance: float | None, progress: Progress | None) -> np.ndarray:
         steps = self.manifest.ddim_loop_steps
         if not self.manifest.has("ddim_loop"):
             raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
         if n != steps or eta != 0 or rate is not None:
             raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={steps} only and no "
                              f"intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
-        rows, source, weight = self._inputs(context, noise, None, seed, guidance)
+        rows, source, weight = self._inputs(context, noise, None, seed, guidance, ())
         with self._runner(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
             sprites = runner.run(source.x_T, rows, weight).copy()
         if progress is not None:
             progress(1, 1)
         return sprites
 
-    def _inputs(self, context: Context, noise: np.ndarray | None, step_noise: np.ndarray | None,
-                seed: int | None, guidance: float | None) -> tuple[np.ndarray, Noise, float]:
-        """Validated (context rows, noise source, guidance weight) for one call."""
+    def _inputs(self, context: Context, noise: np.ndarray | None, step_noise: np.ndarray | None, seed: Seed,
+                guidance: float | None, streams: Sequence[int]) -> tuple[np.ndarray, Noise, float]:
+        """Validated (context rows, noise source, guidance weight) for one call; `streams`:
+        the step indices whose noise the call draws, in order."""
         batch = None
         if noise is not None:
             _check_array(noise, "noise", (None, *self.image_shape))
             batch = noise.shape[0]
+        elif context is None and _is_sequence(seed):
+            batch = len(seed)  # unconditional, one sprite per seed
         rows = make_context(context, self.class_names, batch)
         shape = (rows.shape[0], *self.image_shape)
         if step_noise is not None:
             _check_array(step_noise, "step_noise", (self.timesteps, *shape))
-        _check_seed(seed)
+        seeds = _seeds(seed, rows.shape[0])
         weight = 0.0 if guidance is None else _check_number(guidance, "guidance")
-        return rows, Noise(noise, step_noise, seed, shape), weight
+        return rows, Noise(noise, step_noise, seeds, shape, streams), weight
 
     # ------------------------------------------------------------ resources
     def _plan(self, key: tuple, build: Callable[[], Plan]) -> Plan:
@@ -312,9 +323,25 @@ def _check_io(graph: Graph, name: str, path: Path) -> None:
                              f"{wanted[0]} -> {wanted[1]}; re-export with spritegen-export")
 
 
-def _check_seed(seed: Any) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+def _is_sequence(seed: Any) -> bool:
+    return isinstance(seed, (list, tuple)) or (isinstance(seed, np.ndarray) and seed.ndim == 1)
+
+
+def _seeds(seed: Seed, batch: int) -> int | tuple[int, ...]:
+    """One checked seed for the whole batch, or a tuple of `batch` (one per row); None draws
+    a fresh 64-bit seed. InputError for anything else."""
+    if seed is None:
+        return secrets.randbits(64)
+    try:
+        if not _is_sequence(seed):
+            return check_seed(seed)
+        seeds = tuple(check_seed(s) for s in seed)
+    except ValueError as exc:
+        raise InputError(f"{exc}; pass one integer seed, or one per sprite") from None
+    if len(seeds) != batch:
+        raise InputError(f"{len(seeds)} seeds for a batch of {batch} sprites; pass one integer seed, or "
+                         f"exactly one per sprite")
+    return seeds
 
 
 def _graph_file(name: str, precision: str) -> str:

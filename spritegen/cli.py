@@ -69,7 +69,8 @@ ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused gr
                        "only).")
 PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
                             "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
-SeedOpt = typer.Option(None, "--seed", min=0, help="Random seed (default: a fresh one, printed).")
+SeedOpt = typer.Option(None, "--seed", min=0, help="Seed in [0, 2^64) of the portable noise, docs/noise.md "
+                       "(default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, help="Classifier-free guidance weight (0 = off).")
 ScaleOpt = typer.Option(8, "--scale", min=1, max=64, help="Pixels per sprite pixel in pictures.")
 
@@ -95,12 +96,14 @@ def sample(
     impl: Optional[Impl] = ImplOpt,
     precision: Precision = PrecisionOpt,
     spin: bool = SpinOpt,
+    server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
+                                         "host:port or grpc://host:port (same seed, same grid as a local run)."),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
     with _errors():
         _check_outputs(out, gif, npy)
-        runtime = _open(export_dir, provider, threads, impl, spin, precision)
+        runtime = _remote(server) if server else _open(export_dir, provider, threads, impl, spin, precision)
         names = _class_list(classes, runtime.class_names)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
@@ -206,16 +209,14 @@ def mix(
         rows = runtime.context(blends)  # validates names and weights before any sampling
         context = np.repeat(rows, num, axis=0)  # (R*num, K): row r holds blend r
         seed = _seed(seed)
-        rng = np.random.default_rng(seed)
-        noise = np.tile(rng.standard_normal((num, *runtime.image_shape), dtype=np.float32), (len(rows), 1, 1, 1))
+        # One seed per sprite (docs/noise.md section 4): column k draws from seed + k, so a
+        # column shares x_T and every step's noise down all blends.
+        seeds = [(seed + k) % 2 ** 64 for k in range(num)] * len(rows)
         with _progress(sampler.value) as progress:
             if sampler is SamplerName.ddim:
-                sprites = runtime.ddim(context, n=n, noise=noise, seed=seed, guidance=guidance, progress=progress)
-            else:  # DDPM adds noise every step: share it down each column too
-                shape = (runtime.timesteps, num, *runtime.image_shape)
-                step_noise = np.tile(rng.standard_normal(shape, dtype=np.float32), (1, len(rows), 1, 1, 1))
-                sprites = runtime.ddpm(context, noise=noise, step_noise=step_noise, guidance=guidance,
-                                       progress=progress)
+                sprites = runtime.ddim(context, n=n, seed=seeds, guidance=guidance, progress=progress)
+            else:
+                sprites = runtime.ddpm(context, seed=seeds, guidance=guidance, progress=progress)
         labels = [describe(row, names) for row in rows]
         written = [images.save_png(images.grid(images.sprite_rows(sprites, labels, num), scale=scale), out)]
         _report(written, f"{len(rows)} blends x {num} noises, {sampler.value}, seed {seed}")
@@ -287,6 +288,11 @@ def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], imp
     for warning in caught:
         err.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
     return sampler
+
+
+def _remote(server: str):
+    from spritegen.client import Client, RemoteSampler
+    return RemoteSampler(Client(server))
 
 
 # ------------------------------------------------- the bundled model's export
@@ -372,6 +378,12 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
                              "or fix W&B") from None
     typer.echo(f"logged the samplers table to W&B: {where}")
 
+
+# Serving (spritegen.serving; pytriton and tritonclient are imported only when they run).
+from spritegen.serving.commands import serve, triton_repo  # noqa: E402
+
+app.command()(serve)
+app.command("triton-repo")(triton_repo)
 
 if __name__ == "__main__":
     app()
