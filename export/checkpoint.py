@@ -25,6 +25,7 @@ from spritegen.export.run_config import (RUN_CONFIG_FILE, RunConfig, from_mappin
                                          schedule_config)
 from spritegen.export.state_dict import build_model, check_archive, infer_config, read_state_dict
 from spritegen.files import read_regular_file
+from spritegen.wandb_env import fetch_artifact
 
 BUNDLED_DIR = Path(__file__).parent / "demo"  # the demo checkpoint and its training config
 # The largest supported ContextUnet (contract.MODEL_LIMITS) is ~0.4 GB of float32 weights.
@@ -92,23 +93,7 @@ def looks_like_artifact(source: str) -> bool:
 
 def _from_wandb(name: str, api_factory: Callable[[], Any] | None) -> _Source:
     hint = f"download it with `wandb artifact get {name}` and pass the directory, or pass a local .pth file"
-    try:
-        if api_factory is None:
-            import wandb
-
-            api_factory = wandb.Api
-        api = api_factory()
-    except Exception as exc:  # wandb raises many types for "no key" / "no network"
-        raise CheckpointError(f"cannot reach W&B to fetch {name!r} (not logged in or no network: "
-                              f"{first_line(exc)}); {hint}") from None
-    try:
-        artifact = api.artifact(name, type="model")
-    except Exception as exc:
-        message = first_line(exc)
-        if any(word in message.lower() for word in ("not found", "does not exist", "no such", "404")):
-            raise CheckpointError(f"W&B artifact {name!r} not found ({message}); check the "
-                                  "entity/project/name:version spelling") from None
-        raise CheckpointError(f"cannot fetch W&B artifact {name!r} ({message}); {hint}") from None
+    artifact = fetch_artifact(name, "model", CheckpointError, hint, api_factory)
     try:
         directory = Path(artifact.download())
         run = artifact.logged_by()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spritegen.errors import ExportDirError, first_line
+from spritegen.wandb_env import fetch_artifact
 
 PREFIX = "wandb:"
 ARTIFACT_TYPE = "model"  # the type spritegen-export logs exports as
@@ -31,26 +32,10 @@ def download_export(source: str, api_factory: Callable[[], Any] | None = None) -
     if name.count("/") > 2 or ":" not in name or not all(name.replace(":", "/").split("/")):
         raise ExportDirError(f"{source!r} is not a W&B artifact name; write wandb:ENTITY/PROJECT/NAME:ALIAS "
                              "(for example wandb:me/dlai_sprite_diffusion/SpriteGen-onnx:latest)")
-    if api_factory is None:
-        try:
-            import wandb
-        except ImportError:
-            raise ExportDirError(f"{source!r} is a W&B artifact but wandb is not installed: pip install wandb, "
-                                 f"or {hint}") from None
-        api_factory = wandb.Api
+    artifact = fetch_artifact(name, ARTIFACT_TYPE, ExportDirError, hint, api_factory)
     try:
-        api = api_factory()
-    except Exception as exc:  # wandb raises many types for "no key" / "no network"
-        raise ExportDirError(f"cannot reach W&B to fetch {name!r} (not logged in or no network: "
-                             f"{first_line(exc)}); {hint}") from None
-    try:
-        artifact = api.artifact(name, type=ARTIFACT_TYPE)
         directory = Path(artifact.download())
     except Exception as exc:
-        message = first_line(exc)
-        if any(word in message.lower() for word in ("not found", "does not exist", "no such", "404")):
-            raise ExportDirError(f"W&B artifact {name!r} not found ({message}); check the "
-                                 "entity/project/name:alias spelling") from None
-        raise ExportDirError(f"cannot download W&B artifact {name!r} ({message}); {hint}") from None
+        raise ExportDirError(f"cannot download W&B artifact {name!r} ({first_line(exc)}); {hint}") from None
     return directory
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import netrc
 import os
+from typing import Any, Callable
 from urllib.parse import urlparse
+
+from spritegen.errors import first_line
 
 PROJECT = "dlai_sprite_diffusion"  # the course's W&B project: runs, models and exports land here
 MODES = ("auto", "online", "offline", "disabled")
@@ -40,3 +43,33 @@ def resolve_mode(mode: str = "auto") -> str:
     if env == "dryrun":  # wandb's old spelling of offline
         return "offline"
     return "online" if logged_in() else "offline"
+
+
+def fetch_artifact(name: str, kind: str, error: type[Exception], hint: str,
+                   api_factory: Callable[[], Any] | None = None) -> Any:
+    """The W&B artifact `name` of type `kind`, through `wandb.Api` (the seam tests replace).
+
+    Every failure is one line of type `error`: wandb missing, no credentials or network (with
+    `hint`, what to do instead), an unknown name. The runtime (export artifacts) and the
+    exporter (model artifacts) both fetch this way, so both say the same things.
+    """
+    if api_factory is None:
+        try:
+            import wandb
+        except ImportError:
+            raise error(f"{name!r} is a W&B artifact but wandb is not installed: pip install wandb, "
+                        f"or {hint}") from None
+        api_factory = wandb.Api
+    try:
+        api = api_factory()
+    except Exception as exc:  # wandb raises many types for "no key" / "no network"
+        raise error(f"cannot reach W&B to fetch {name!r} (not logged in or no network: "
+                    f"{first_line(exc)}); {hint}") from None
+    try:
+        return api.artifact(name, type=kind)
+    except Exception as exc:
+        message = first_line(exc)
+        if any(word in message.lower() for word in ("not found", "does not exist", "no such", "404")):
+            raise error(f"W&B artifact {name!r} not found ({message}); check the "
+                        "entity/project/name:alias spelling") from None
+        raise error(f"cannot fetch W&B artifact {name!r} ({message}); {hint}") from None
