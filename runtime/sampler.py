@@ -20,20 +20,22 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from spritegen.contract import GRAPHS, UNET_FILES
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNET_FILES
 from spritegen.errors import ExportDirError, InputError
+from spritegen.runtime import limits
 from spritegen.runtime.context import Context, make_context
 from spritegen.runtime.manifest import Manifest, load_manifest
 from spritegen.runtime.plan import Noise, Plan, ddim_plan, ddpm_plan
+from spritegen.runtime.pool import RunnerPool
 from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
-from spritegen.runtime.session import Graph, want_cuda
+from spritegen.runtime.session import Graph, auto_spin, want_cuda
+from spritegen.runtime.verify import check_files, check_io, read_graph
 
 IMPLS = ("unet", "step", "loop")
 # The graph each step implementation runs DDIM with: the one session `Sampler.load` builds.
@@ -46,21 +48,23 @@ class Sampler:
     """Sprites from an export directory (module doc). Build with `Sampler.load`."""
 
     def __init__(self, manifest: Manifest, *, cuda: bool, threads: int | None, impl: str,
-                 cuda_graph: bool, spin: bool = True, precision: str = "fp32") -> None:
+                 cuda_graph: bool, spin: bool = True, precision: str = "fp32", max_batch: int = limits.MAX_BATCH,
+                 checkpoint: str | None = None) -> None:
         self.manifest = manifest
         self.cuda, self.threads, self.cuda_graph, self.spin = cuda, threads, cuda_graph, spin
+        self.max_batch = max_batch
         self.precision = _check_precision(precision)
         self.impl = self._call_impl(impl)
+        self._checkpoint = checkpoint  # the checkpoint every graph file must come from (see load)
         self._graphs: dict[str, Graph] = {}
         self._plans: dict[tuple, Plan] = {}  # immutable, so shared by all calls and threads
-        self._pool: dict[tuple, list[Any]] = {}
-        self._lock = threading.Lock()
+        self._pool = RunnerPool(self._new_runner)
         self._open_lock = threading.Lock()  # held while a session is built (up to ~0.2 s): not the pool's lock
 
     @classmethod
     def load(cls, export_dir: str | Path, *, provider: str = "auto", threads: int | None = None,
-             impl: str | None = None, cuda_graph: bool = True, spin: bool = True,
-             open_all: bool = False, precision: str = "fp32") -> "Sampler":
+             impl: str | None = None, cuda_graph: bool = True, spin: bool | None = None,
+             open_all: bool = False, precision: str = "fp32", max_batch: int = limits.MAX_BATCH) -> "Sampler":
         """Open an export: read the manifest, verify every graph file's sha256, and build the
         default `impl`'s DDIM graph session now (IO and metadata checked against the
         manifest), so a broken export fails here, before sampling.
@@ -71,7 +75,7 @@ class Sampler:
         session now, for a service that wants every check and cost paid at startup.
 
         provider: "auto" (CUDA when onnxruntime-gpu sees a GPU, else CPU), "cuda", "cpu".
-        threads: ORT intra-op threads (default: the cores this process may use).
+        threads: ORT intra-op threads, 1..limits.max_threads() (default: the cores this process may use).
         impl: default step implementation, "unet", "step" or "loop" (per call: `impl=`);
             None: "step" in fp32, "unet" otherwise.
         precision: the network file "unet" runs: "fp32" (unet.onnx), "fp16" or "int8"
@@ -79,33 +83,36 @@ class Sampler:
             network + numpy update only, as the step and loop graphs are fp32). int8 is
             ~1.4x faster per call on CPUs with VNNI, and its sprites differ from fp32's.
         cuda_graph: on CUDA, capture and replay a CUDA graph per batch shape.
-        spin: ORT's threads spin-wait between ops (ORT's default; fastest on cores this
-            process has to itself). spin=False for cores shared with other busy work.
+        spin: ORT's threads spin-wait between ops: fastest on cores this process has to
+            itself, slower on cores shared with other busy work. None (default): decided
+            at load by session.auto_spin (docs/runtime.md, "Spin-waiting").
+        max_batch: the most sprites one call may ask for (default limits.MAX_BATCH), refused
+            before anything is allocated.
         """
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive integer, got {threads!r}")
+        threads = _check_threads(threads)
+        max_batch = _check_positive(max_batch, "max_batch")
+        if spin is not None and not isinstance(spin, bool):
+            raise InputError(f"spin must be True, False or None (automatic), got {spin!r}")
         manifest = load_manifest(export_dir)
         impl = impl or ("step" if _check_precision(precision) == "fp32" else "unet")
         first = IMPL_DDIM_GRAPH[_check_impl(impl)]
         now = [first] + ([name for name in GRAPHS if name != first and manifest.has(name)] if open_all else [])
-        # Every other graph file's hash now (~25 ms for the demo's four; the ones opened below
-        # are verified as they open): a tampered or swapped file is refused at load even when
-        # only a later call would open it.
-        opening = {_graph_file(name, precision) for name in now}
-        for name in sorted({spec.file for spec in GRAPHS.values()} | set(UNET_FILES.values())):
-            if name in manifest.sha256 and name not in opening:
-                manifest.read_file(name)
+        # Every graph file's hash and metadata now (~25 ms for the demo's six): a tampered,
+        # swapped or foreign file is refused at load even when only a later call would open it.
+        checkpoint, verified = check_files(manifest, keep={_graph_file(name, precision) for name in now})
         cuda = want_cuda(provider)
-        options = dict(threads=threads, impl=impl, cuda_graph=cuda_graph, spin=spin, precision=precision)
+        spin = auto_spin(threads) if spin is None else spin
+        options = dict(threads=threads, impl=impl, cuda_graph=cuda_graph, spin=spin, precision=precision,
+                       max_batch=max_batch, checkpoint=checkpoint)
         sampler = cls(manifest, cuda=cuda, **options)
         try:
-            sampler._open_graphs(now)
+            sampler._open_graphs(now, dict(verified))
         except (InputError, ExportDirError):
             if not (cuda and provider == "auto"):
                 raise
             # "auto" with onnxruntime-gpu but no usable GPU: CPU (a broken file fails there too).
             sampler = cls(manifest, cuda=False, **options)
-            sampler._open_graphs(now)
+            sampler._open_graphs(now, verified)
         return sampler
 
     def __repr__(self) -> str:
@@ -139,14 +146,15 @@ class Sampler:
     def noise(self, batch: int, seed: int | None) -> np.ndarray:
         """The x_T that a call with this batch and `seed` draws (see plan.Noise), to share
         one starting noise between samplers: ddpm(c, noise=noise(B, s), seed=s) == ddpm(c, seed=s)."""
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise InputError(f"batch must be a positive integer, got {batch!r}")
+        batch = self._check_batch(batch)
         _check_seed(seed)
-        return Noise(None, None, seed, (int(batch), *self.image_shape)).x_T
+        return Noise(None, None, seed, (batch, *self.image_shape)).x_T
 
     def context(self, context: Context, batch: int | None = None) -> np.ndarray:
         """The (B, K) float32 context rows for `context` (see spritegen.runtime.context)."""
-        return make_context(context, self.class_names, batch)
+        if batch is not None:
+            batch = self._check_batch(batch)
+        return make_context(context, self.class_names, batch, max_batch=self.max_batch)
 
     # --------------------------------------------------------------- samplers
     def ddpm(self, context: Context, *, noise: np.ndarray | None = None, step_noise: np.ndarray | None = None,
@@ -164,22 +172,39 @@ class Sampler:
         return self._sample(plan, "ddpm_step", impl, context, noise, step_noise, seed, guidance, 0.0,
                             rate is not None, progress)
 
-    def ddim(self, context: Context, *, n: int = 25, eta: float = 0.0, noise: np.ndarray | None = None,
+    def ddim(self, context: Context, *, n: int | None = None, eta: float = 0.0, noise: np.ndarray | None = None,
              step_noise: np.ndarray | None = None, seed: int | None = None, save_rate: int | None = None,
              guidance: float | None = None, impl: str | None = None,
              progress: Progress | None = None) -> Result:
         """DDIM with step T // n (contract.ddim_pairs); eta > 0 is stochastic DDIM (eq. 12).
-        Returns sprites (B, C, H, W) in [-1, 1], or (sprites, intermediates) when `save_rate`
-        is given: the unclipped state after every save_rate-th step and the last."""
+        n: None means contract.DDIM_DEFAULT_STEPS, or with impl="loop" the loop graph's own
+        ddim_loop_steps. Returns sprites (B, C, H, W) in [-1, 1], or (sprites, intermediates)
+        when `save_rate` is given: the unclipped state after every save_rate-th step and the last."""
         impl = self._call_impl(impl)
-        n = _check_steps(n, self.timesteps)
-        eta = _check_number(eta, "eta", upper=1.0)
-        rate = _check_rate(save_rate)
+        n = self.check_ddim(n=n, eta=eta, save_rate=save_rate, impl=impl)
+        eta, rate = float(eta), _check_rate(save_rate)
         if impl == "loop":
-            return self._loop(n, eta, rate, context, noise, seed, guidance, progress)
+            return self._loop(context, noise, seed, guidance, progress)
         plan = self._plan(("ddim", n, eta, rate), lambda: ddim_plan(self.manifest.schedule, n, eta, rate))
         return self._sample(plan, "ddim_step", impl, context, noise, step_noise, seed, guidance, eta,
                             rate is not None, progress)
+
+    def check_ddim(self, *, n: int | None = None, eta: float = 0.0, save_rate: int | None = None,
+                   impl: str | None = None) -> int:
+        """The steps `ddim` with these arguments runs (n=None resolved as `ddim` says); InputError
+        for what `ddim` would refuse, so a caller can check before other long work."""
+        impl = self._call_impl(impl)
+        if impl == "loop" and not self.manifest.has("ddim_loop"):
+            raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
+        if n is None:
+            n = self.manifest.ddim_loop_steps if impl == "loop" else min(DDIM_DEFAULT_STEPS, self.timesteps)
+        n = _check_steps(n, self.timesteps)
+        eta = _check_number(eta, "eta", upper=1.0)
+        rate = _check_rate(save_rate)
+        if impl == "loop" and (n != self.manifest.ddim_loop_steps or eta != 0 or rate is not None):
+            raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={self.manifest.ddim_loop_steps} "
+                             f"only and no intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
+        return n
 
     # ---------------------------------------------------------------- driving
     def _sample(self, plan: Plan, step_graph: str, impl: str, context: Context, noise: np.ndarray | None,
@@ -187,9 +212,9 @@ class Sampler:
                 keep: bool, progress: Progress | None) -> Result:
         rows, source, weight = self._inputs(context, noise, step_noise, seed, guidance)
         batch, guided, total = rows.shape[0], weight != 0, len(plan.steps)
-        kept = np.empty((plan.kept, batch, *self.image_shape), np.float32) if keep else None
+        kept = self._kept_buffer(plan.kept, batch) if keep else None
         key = (impl, step_graph, batch, guided)
-        with self._runner(key) as runner:
+        with self._pool.checkout(key) as runner:
             if impl == "unet":
                 runner.start(source.x_T, rows, weight)
             else:
@@ -202,20 +227,20 @@ class Sampler:
                     slot += 1
                 if progress is not None:
                     progress(done, total)
-            sprites = np.clip(runner.state(), -1, 1)  # a new array: the runner's buffers stay private
+            final = runner.state()
+            _check_finite(final, rows, weight)
+            sprites = np.clip(final, -1, 1)  # a new array: the runner's buffers stay private
+        if keep:
+            _check_finite(kept, rows, weight)
         return (sprites, kept) if keep else sprites
 
-    def _loop(self, n: int, eta: float, rate: int | None, context: Context, noise: np.ndarray | None,
-              seed: int | None, guidance: float | None, progress: Progress | None) -> np.ndarray:
-        steps = self.manifest.ddim_loop_steps
-        if not self.manifest.has("ddim_loop"):
-            raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
-        if n != steps or eta != 0 or rate is not None:
-            raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={steps} only and no "
-                             f"intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
+    def _loop(self, context: Context, noise: np.ndarray | None, seed: int | None, guidance: float | None,
+              progress: Progress | None) -> np.ndarray:
+        """ddim_loop.onnx's whole DDIM in one call (its n, eta = 0 and no intermediates: check_ddim)."""
         rows, source, weight = self._inputs(context, noise, None, seed, guidance)
-        with self._runner(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
+        with self._pool.checkout(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
             sprites = runner.run(source.x_T, rows, weight).copy()
+        _check_finite(sprites, rows, weight)
         if progress is not None:
             progress(1, 1)
         return sprites
@@ -226,16 +251,34 @@ class Sampler:
         batch = None
         if noise is not None:
             _check_array(noise, "noise", (None, *self.image_shape))
-            batch = noise.shape[0]
-        rows = make_context(context, self.class_names, batch)
+            batch = self._check_batch(noise.shape[0])
+        rows = make_context(context, self.class_names, batch, max_batch=self.max_batch)
         shape = (rows.shape[0], *self.image_shape)
         if step_noise is not None:
             _check_array(step_noise, "step_noise", (self.timesteps, *shape))
         _check_seed(seed)
-        weight = 0.0 if guidance is None else _check_number(guidance, "guidance")
+        weight = 0.0 if guidance is None else _check_number(guidance, "guidance", upper=limits.MAX_GUIDANCE)
         return rows, Noise(noise, step_noise, seed, shape), weight
 
     # ------------------------------------------------------------ resources
+    def _check_batch(self, batch: Any) -> int:
+        """`batch` as an int in 1..max_batch, checked before anything of that size is allocated."""
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise InputError(f"batch must be a positive integer, got {batch!r}")
+        if batch > self.max_batch:
+            raise InputError(f"batch {batch} is more than this sampler's max_batch={self.max_batch}; sample in "
+                             "smaller batches, or raise it with Sampler.load(max_batch=...) (CLI: --max-batch)")
+        return int(batch)
+
+    def _kept_buffer(self, states: int, batch: int) -> np.ndarray:
+        """The (K, B, C, H, W) intermediates array, refused beyond limits.MAX_KEPT_BYTES."""
+        size = states * batch * math.prod(self.image_shape) * 4
+        if size > limits.MAX_KEPT_BYTES:
+            raise InputError(f"keeping {states} intermediate states of {batch} sprites takes {size / 2**20:.0f} MiB, "
+                             f"more than the {limits.MAX_KEPT_BYTES // 2**20} MiB allowed; use a larger save_rate "
+                             "or a smaller batch")
+        return np.empty((states, batch, *self.image_shape), np.float32)
+
     def _plan(self, key: tuple, build: Callable[[], Plan]) -> Plan:
         """The plan for `key`, built once (a DDPM plan costs milliseconds of scalar math)."""
         plan = self._plans.get(key)
@@ -253,13 +296,15 @@ class Sampler:
                              f"(the step and loop graphs are fp32); got impl={impl!r}")
         return impl
 
-    def _open_graphs(self, names: list[str]) -> None:
+    def _open_graphs(self, names: list[str], verified: dict[str, bytes]) -> None:
+        """Build the sessions of `names` now, from `verified` bytes where load already read them."""
         for name in names:
-            self._graph(name)
+            self._graph(name, verified.pop(_graph_file(name, self.precision), None))
 
-    def _graph(self, name: str) -> Graph:
+    def _graph(self, name: str, model: bytes | None = None) -> Graph:
         """The session of graph `name` (shared by all threads), built on first use from
-        re-verified bytes; ExportDirError when the export lacks it or it is unusable."""
+        re-verified bytes (or `model`, bytes verified just before); ExportDirError when the
+        export lacks it or it is unusable."""
         graph = self._graphs.get(name)
         if graph is not None:
             return graph
@@ -267,29 +312,14 @@ class Sampler:
             graph = self._graphs.get(name)
             if graph is None:
                 file = _graph_file(name, self.precision)
-                flag = "" if self.precision == "fp32" else f" --{self.precision}"
-                model = self.manifest.read_file(file, hint=f"re-export with spritegen-export{flag}")
+                if model is None:
+                    model = read_graph(self.manifest, file, self._checkpoint)
                 graph = Graph(name, model, cuda=self.cuda, threads=self.threads, cuda_graph=self.cuda_graph,
-                              spin=self.spin)
-                _check_io(graph, name, self.manifest.directory / file)
-                self.manifest.check_graph(name, graph.session.get_modelmeta().custom_metadata_map,
-                                          graph.session.get_inputs()[0].shape, file)
+                              spin=self.spin, file=file)
+                check_io(graph, name, self.manifest.directory / file)
+                self.manifest.check_dims(file, graph.session.get_inputs()[0].shape)
                 self._graphs[name] = graph
         return graph
-
-    @contextmanager
-    def _runner(self, key: tuple) -> Iterator[Any]:
-        """A workspace for `key` (impl, graph, batch, guided) owned by this call alone."""
-        with self._lock:
-            free = self._pool.setdefault(key, [])
-            runner = free.pop() if free else None
-        if runner is None:
-            runner = self._new_runner(*key)
-        try:
-            yield runner
-        finally:
-            with self._lock:
-                self._pool[key].append(runner)
 
     def _new_runner(self, impl: str, step_graph: str, batch: int, guided: bool) -> Any:
         shape, classes = self.image_shape, self.manifest.model.n_cfeat
@@ -300,14 +330,27 @@ class Sampler:
         return LoopRunner(self._graph("ddim_loop"), batch, shape, classes, guided)
 
 
-def _check_io(graph: Graph, name: str, path: Path) -> None:
-    """The session's input/output names must be the contract's (a foreign ONNX file is refused)."""
-    spec = GRAPHS[name]
-    found = ([i.name for i in graph.session.get_inputs()], [o.name for o in graph.session.get_outputs()])
-    wanted = ([s.name for s in spec.inputs], [s.name for s in spec.outputs])
-    if sorted(found[0]) != sorted(wanted[0]) or sorted(found[1]) != sorted(wanted[1]):
-        raise ExportDirError(f"{path} has inputs {found[0]} -> {found[1]}, but the contract says "
-                             f"{wanted[0]} -> {wanted[1]}; re-export with spritegen-export")
+def _check_finite(array: np.ndarray, rows: np.ndarray, weight: float) -> None:
+    """Never hand back NaN or Inf sprites: inputs within bounds can still overflow float32."""
+    if not np.isfinite(array).all():
+        raise InputError(f"sampling produced NaN or Inf (guidance {weight:g}, largest context weight "
+                         f"{float(rows.max()):g}): float32 overflowed; use a smaller guidance or smaller weights")
+
+
+def _check_threads(threads: Any) -> int | None:
+    if threads is None:
+        return None
+    most = limits.max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= most:
+        raise InputError(f"threads must be an integer in 1..{most} ({limits.THREADS_PER_CORE} per core: more only "
+                         f"adds contention), got {threads!r}")
+    return int(threads)
+
+
+def _check_positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _check_seed(seed: Any) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from spritegen.errors import ExportDirError, InputError
+from spritegen.errors import ExportDirError, InputError, first_line
 
 PROVIDERS = ("auto", "cuda", "cpu")
 _CUDA = "CUDAExecutionProvider"
@@ -57,6 +57,27 @@ def want_cuda(provider: str) -> bool:
         raise InputError("provider 'cuda' needs onnxruntime-gpu (pip install 'spritegen[runtime-gpu]' "
                          "instead of 'spritegen[runtime]'); use provider='cpu' or 'auto'")
     return provider == "cuda" or (provider == "auto" and has_cuda)
+
+
+# The automatic spin rule (docs/runtime.md, "Spin-waiting"; measured by benchmarks/spin.py).
+SPIN_MIN_CORES = 2  # one core: the spinning pool thread and the caller share it, spinning only steals
+SPIN_MAX_LOAD_PER_CORE = 0.5  # the 1-minute load average per core above which the cores count as shared
+
+
+def auto_spin(threads: int | None = None) -> bool:
+    """Whether ORT's threads should spin-wait: only when this process has SPIN_MIN_CORES or
+    more and the machine is quiet (1-minute load average below SPIN_MAX_LOAD_PER_CORE per
+    core). Spinning saves a thread wake-up per node on free cores, and steals a core from
+    other work on busy ones (the measured trade in docs/runtime.md). Decided when a sampler
+    loads: ORT fixes spinning per session."""
+    cores = default_threads()
+    if cores < SPIN_MIN_CORES or (threads is not None and threads < 2):
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): keep ORT's default
+        return True
+    return load < SPIN_MAX_LOAD_PER_CORE * (os.cpu_count() or cores)
 
 
 def session_options(threads: int | None, spin: bool = True) -> ort.SessionOptions:
@@ -114,15 +135,16 @@ class Graph:
     """One graph file's session and the device its buffers live on."""
 
     def __init__(self, name: str, model: bytes, *, cuda: bool, threads: int | None,
-                 cuda_graph: bool = False, device_id: int = 0, spin: bool = True) -> None:
+                 cuda_graph: bool = False, device_id: int = 0, spin: bool = True, file: str | None = None) -> None:
         self.name, self.spin = name, spin
+        self.file = file or f"{name}.onnx"  # the file read, named in errors (unet_int8.onnx for "unet")
         self.cuda, self.cuda_graph, self.device_id = cuda, cuda and cuda_graph, device_id
         try:
             self.session = self._session(model, threads)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             self.session = self._without_cuda_graph(model, threads, exc)
         if cuda and _CUDA not in self.session.get_providers():
-            raise InputError(f"ONNX Runtime could not start CUDA for {name} (no visible GPU or CUDA/cuDNN "
+            raise InputError(f"ONNX Runtime could not start CUDA for {self.file} (no visible GPU or CUDA/cuDNN "
                              "libraries missing); use provider='cpu'")
         self._run_lock = threading.Lock() if self.cuda_graph else None
         self._graph_ids = itertools.count()
@@ -147,13 +169,13 @@ class Graph:
             except Exception:
                 session = None  # not CUDA graphs' fault: report the first failure below
             if session is not None:
-                warnings.warn(f"CUDA graphs unavailable for {self.name} ({_first_line(first)}); running without",
+                warnings.warn(f"CUDA graphs unavailable for {self.file} ({first_line(first)}); running without",
                               RuntimeWarning, stacklevel=3)
                 return session
         if self.cuda:
-            raise InputError(f"ONNX Runtime could not load {self.name}.onnx on CUDA ({_first_line(first)}); "
+            raise InputError(f"ONNX Runtime could not load {self.file} on CUDA ({first_line(first)}); "
                              "check the GPU and CUDA/cuDNN libraries, or use provider='cpu'") from None
-        raise ExportDirError(f"ONNX Runtime cannot load {self.name}.onnx ({_first_line(first)}); "
+        raise ExportDirError(f"ONNX Runtime cannot load {self.file} ({first_line(first)}); "
                              "re-export with spritegen-export") from None
 
     def buffer(self, shape: tuple[int, ...], dtype: type = np.float32) -> Buffer:
@@ -189,7 +211,3 @@ class Binding:
     def run(self) -> None:
         with self._lock:
             self._session.run_with_iobinding(self._io, self._options)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
