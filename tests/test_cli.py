@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from spritegen.cli import _wandb_mode, app
+from spritegen.cli import app
+from spritegen.wandb_env import resolve_mode
 from spritegen.runtime.images import to_pixels
 from tests.runtime_support import copy_export
 
@@ -135,12 +136,12 @@ def test_wandb_mode_is_offline_unless_logged_in(tmp_path: Path, monkeypatch: pyt
     for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
-    assert _wandb_mode() == "offline"
+    assert resolve_mode() == "offline"
     (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
     (tmp_path / "netrc").chmod(0o600)
-    assert _wandb_mode() == "online"
+    assert resolve_mode() == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert _wandb_mode() is None  # the user's WANDB_MODE decides
+    assert resolve_mode() == "disabled"  # the user's WANDB_MODE decides
 
 
 def test_mix_rows_are_blends_and_columns_share_noise(export_dir: Path, tmp_path: Path) -> None:
@@ -158,7 +159,10 @@ def test_mix_rows_are_blends_and_columns_share_noise(export_dir: Path, tmp_path:
 
 def test_mix_bad_blend(export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    _fails(_run("mix", "-e", export_dir, "--blend", "hero=-1"), "must be a finite number >= 0", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=-1"), "must be a finite number in 0..100", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=1e20"), "must be a finite number in 0..100", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=1,Hero=2"), "names 'Hero' twice", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--from", "hero", "--to", "HERO"), "two different classes", tmp_path)
     _fails(_run("mix", "-e", export_dir, "--blend", "hero=1,orc=2"), "unknown class 'orc'", tmp_path)
     _fails(_run("mix", "-e", export_dir, "--steps", "0"), "nothing to mix", tmp_path)
 
@@ -166,15 +170,18 @@ def test_mix_bad_blend(export_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
 # ------------------------------------------- no --export-dir: the bundled model's cache
 @pytest.fixture()
 def bundled_key() -> str:
-    """The cache key of the bundled checkpoint (sha256, 16 hex), as `spritegen` derives it."""
-    from spritegen.cli import bundled_checkpoint
+    """The cache key of the bundled checkpoint: its sha256 (16 hex) and the spritegen version."""
+    from spritegen import __version__
+    from spritegen.cache import bundled_checkpoint, cache_key
     from spritegen.errors import ExportDirError
 
     try:
         path = bundled_checkpoint()
     except ExportDirError:
         pytest.skip("the bundled demo checkpoint (export/demo/context_model.pth) is not built yet")
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    key = cache_key(path)
+    assert key == f"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}-v{__version__}"
+    return key
 
 
 def test_sample_without_export_dir_uses_the_cached_export(export_dir: Path, tmp_path: Path, bundled_key: str,
