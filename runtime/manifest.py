@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,7 @@ class Manifest:
             raise ExportDirError(f"export {self.directory} has no {name}; {hint}")
         recorded = self.sizes.get(name)
         bound = limits.MAX_GRAPH_BYTES if recorded is None else min(recorded, limits.MAX_GRAPH_BYTES)
+        _check_size(self.directory / name, recorded)
         try:
             data = read_regular_file(self.directory / name, bound, ExportDirError, "export file")
         except ExportDirError as exc:
@@ -166,6 +169,18 @@ def _check_derived(config: ScheduleConfig, b_t: np.ndarray, a_t: np.ndarray, ab_
         if not np.allclose(stored, derived, rtol=1e-5, atol=1e-7):
             raise FieldError(f"schedule array {name} does not follow from timesteps={config.timesteps}, "
                              f"beta1={config.beta1}, beta2={config.beta2} (edited?)")
+
+
+def _check_size(path: Path, recorded: int | None) -> None:
+    """A regular file whose size is not the recorded one was altered: say so before reading it
+    (read_regular_file still enforces the bound on the descriptor it reads)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return  # read_regular_file reports it
+    if recorded is not None and stat.S_ISREG(info.st_mode) and info.st_size != recorded:
+        raise ExportDirError(f"{path} does not match its manifest ({info.st_size} bytes, manifest says {recorded}): "
+                             "the file was altered or swapped; re-export")
 
 
 def _meta_json(value: str, file: str, key: str) -> Any:
