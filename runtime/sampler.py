@@ -2,7 +2,7 @@
 
     from spritegen.runtime import Sampler
     sampler = Sampler.load("spritegen-export")
-    sprites = sampler.ddim(["hero", "food"], n=25, seed=0)  # (2, 3, 16, 16) float32 in [-1, 1]
+    sprites = sampler.ddim(["hero", "food"], seed=0)  # (2, 3, 16, 16) float32 in [-1, 1]
 
 Conventions are those of `spritegen.export.reference` (the parity oracle): `noise` is
 x_T, `step_noise[i-1]` the noise of the step starting at index i (shape (T, B, C, H, W)),

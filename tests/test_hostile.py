@@ -27,6 +27,7 @@ from spritegen.errors import ExportDirError
 from spritegen.export.checkpoint import load_model, sha256_file
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
+from tests.runtime_support import link_export
 
 # 1e-3: the fp32 bound on final sprites (issue 5), times (1 + 2w) with guidance w as in
 # tests/test_parity.py (guidance scales float32 rounding); a convention slip moves sprites by >= 1e-2.
@@ -243,16 +244,7 @@ def test_model_file_swapped_from_another_export_is_refused(course_export: Path, 
 
 # ------------------------------------------------- hostile manifests and files
 def _farm(export: Path, tmp_path: Path, manifest: dict[str, Any] | bytes | None = None) -> Path:
-    """A directory whose files are symlinks to `export`'s (cheap, and the shared export is never
-    altered: replace a link to damage a file) with its own manifest.json."""
-    directory = tmp_path / "farm"
-    directory.mkdir()
-    for path in export.iterdir():
-        if path.name != MANIFEST_FILE:
-            (directory / path.name).symlink_to(path)
-    data = (export / MANIFEST_FILE).read_bytes() if manifest is None else manifest
-    (directory / MANIFEST_FILE).write_bytes(data if isinstance(data, bytes) else json.dumps(data).encode())
-    return directory
+    return link_export(export, tmp_path / "farm", manifest)
 
 
 def _set(path: str, value: Any) -> Any:
