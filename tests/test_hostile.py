@@ -430,3 +430,23 @@ def test_one_graph_silent_about_its_checkpoint_is_refused(course_export: Path, t
     _strip_checkpoint(directory, ["ddim_loop.onnx"])  # the manifest's record goes too: the other graphs disagree
     message = _refused(directory, "different checkpoints")
     assert "ddim_loop.onnx: None" in message
+
+
+def test_broken_int8_network_is_named_by_its_own_file(export_dir: Path, tmp_path: Path) -> None:
+    """A well-formed protobuf with intact metadata whose graph ONNX Runtime cannot load (a node
+    removed): the error names unet_int8.onnx, the file read, not unet.onnx."""
+    import onnx
+
+    manifest = _manifest(export_dir)
+    directory = _farm(export_dir, tmp_path, manifest)
+    path = directory / "unet_int8.onnx"
+    model = onnx.load_model(str(path))
+    del model.graph.node[len(model.graph.node) // 2]
+    path.unlink()  # a link into the shared export
+    onnx.save_model(model, str(path))
+    manifest["files"]["unet_int8.onnx"] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    _write_manifest(directory, manifest)
+    with pytest.raises(ExportDirError) as caught:
+        Sampler.load(directory, provider="cpu", precision="int8")
+    message = str(caught.value)
+    assert "\n" not in message and "cannot load unet_int8.onnx" in message and "unet.onnx" not in message
