@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the C++ example (examples/cpp) into build/cpp/spritegen_cpp.
+# Build the C++ example (examples/cpp) into build/cpp/spritegen_cpp, and the same program built
+# with -fno-exceptions (as game engines build) into build/cpp/noexcept/spritegen_cpp.
 #
 # What it needs and where each piece comes from (see docs/cpp.md for why this pairing works):
 #   - ONNX Runtime headers: Debian trixie's libonnxruntime-dev (1.21), fetched with
@@ -8,7 +9,9 @@
 #     added to the system's sources or installed system-wide (this machine runs bookworm).
 #   - libonnxruntime: the onnxruntime wheel's onnxruntime/capi/libonnxruntime.so.<version>
 #     (the one the Python runtime uses). The wheel has no dev symlink, so we link it as
-#     build/cpp/ort/lib/libonnxruntime.so (and .so.1, its SONAME) for the linker and loader.
+#     build/cpp/ort/lib/libonnxruntime.so (and .so.1, its SONAME) for the linker; the build
+#     copies it beside each program (lib/libonnxruntime.so.1, RPATH $ORIGIN/lib), so the
+#     programs keep working when the Python environment moves or goes.
 #   - nlohmann/json: Debian bookworm's header-only nlohmann-json3-dev (apt-get install).
 #   - cmake and g++: already on the machine (checked below).
 #
@@ -105,14 +108,17 @@ EOF
   log "library: $lib"
 }
 
-# 4. configure and build ---------------------------------------------------------------
-build() {
-  cmake -S "$REPO/examples/cpp" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
-        -DONNXRUNTIME_ROOT="$ORT" >"$BUILD/cmake.log" 2>&1 \
-    || { tail -20 "$BUILD/cmake.log" >&2; die "cmake configure failed (full log: $BUILD/cmake.log)"; }
-  cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 \
-    || { tail -30 "$BUILD/build.log" >&2; die "build failed (full log: $BUILD/build.log)"; }
-  log "built $BUILD/spritegen_cpp"
+# 4. configure and build: the default program and the -fno-exceptions one ---------------
+build() {  # build DIR [cmake options...]
+  local dir="$1"
+  shift
+  mkdir -p "$dir"
+  cmake -S "$REPO/examples/cpp" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
+        -DONNXRUNTIME_ROOT="$ORT" "$@" >"$dir/cmake.log" 2>&1 \
+    || { tail -20 "$dir/cmake.log" >&2; die "cmake configure failed (full log: $dir/cmake.log)"; }
+  cmake --build "$dir" -j "$(nproc)" >"$dir/build.log" 2>&1 \
+    || { tail -30 "$dir/build.log" >&2; die "build failed (full log: $dir/build.log)"; }
+  log "built $dir/spritegen_cpp $*"
 }
 
 need_tools
@@ -120,4 +126,5 @@ mkdir -p "$BUILD"
 install_json
 fetch_headers
 link_library
-build
+build "$BUILD"
+build "$BUILD/noexcept" -DSPRITEGEN_NO_EXCEPTIONS=ON

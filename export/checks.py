@@ -45,17 +45,19 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        error = self.max_abs if self.bound == "max_abs" else self.rel_rms
-        return bool(np.isfinite(self.max_abs)) and error <= self.tolerance
+        return bool(np.isfinite(self.max_abs)) and self.error() <= self.tolerance
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "passed": self.passed}
 
-    def line(self) -> str:
-        verdict = "ok" if self.passed else "FAIL"
-        bounded = "" if self.bound == "max_abs" else f"  rel rms {self.rel_rms:.2e} (bounded)"
-        return (f"{self.file:<15} vs {self.reference:<28} max abs {self.max_abs:.2e}  rel {self.max_rel:.2e}"
-                f"{bounded}  (tol {self.tolerance:.0e}, {self.cases} cases) {verdict}")
+    def error(self) -> float:
+        """The measured value of the metric `tolerance` bounds."""
+        return self.max_abs if self.bound == "max_abs" else self.rel_rms
+
+    def failure(self) -> str:
+        """One clause of the validation error: the metric by name, its value, its real tolerance."""
+        metric = "max abs error" if self.bound == "max_abs" else "relative RMS error"
+        return f"{self.file} {metric} {self.error():.3g} > {self.tolerance:g} vs {self.reference}"
 
 
 def compare(file: str, reference: str, refs: list[np.ndarray], outs: list[np.ndarray], tolerance: float,

@@ -1,9 +1,10 @@
 """export(): one checkpoint in, one validated export directory out (all-or-nothing).
 
-Recipe: 1. check options; 2. load the checkpoint (pinning the shortcut if absent);
-3. in a staging directory write unet.onnx, unet.ts, the step graphs, the loop graph
-and (optionally) unet_fp16.onnx and unet_int8.onnx; 4. validate them against eager PyTorch; 5. write
-manifest.json with hashes and the measured errors; 6. swap the staging directory in.
+Recipe: 1. check options; 2. load the checkpoint (pinning the shortcut if absent) and the
+run config that belongs to it; 3. in a staging directory (staging.py: locked, crash-safe swap)
+write unet.onnx, unet.ts, the step graphs, the loop graph and (optionally) unet_fp16.onnx and
+unet_int8.onnx, each carrying the checkpoint's sha256; 4. validate them against eager PyTorch;
+5. write manifest.json with hashes and the measured errors; 6. swap the staging directory in.
 Any failure raises a SpriteGenError and leaves no directory behind.
 """
 
@@ -18,7 +19,7 @@ import onnx
 
 from spritegen import __version__
 from spritegen.contract import (DDIM_DEFAULT_STEPS, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FORMAT,
-                                TORCHSCRIPT_FILE, ScheduleConfig, ddim_pairs)
+                                TORCHSCRIPT_FILE, GraphMeta, ScheduleConfig, ddim_pairs)
 from spritegen.errors import ExportError
 from spritegen.export.checkpoint import LoadedCheckpoint, load_checkpoint
 from spritegen.export.checks import Tolerances
@@ -26,14 +27,17 @@ from spritegen.export.fp16 import to_fp16
 from spritegen.export.graphs import DdimBody, DdimStep, DdpmStep
 from spritegen.export.int8 import CALIBRATION_STEPS, calibration_feeds, to_int8
 from spritegen.export.loop_graph import unroll
-from spritegen.export.manifest import build_manifest, class_names, write_manifest
+from spritegen.export.manifest import T_DEFINITION, build_manifest, class_names, write_manifest
 from spritegen.export.onnx_export import DDIM_BODY, DEFAULT_OPSET, check_opset, save, set_metadata, to_onnx
-from spritegen.export.staging import staged_directory
+from spritegen.export.staging import resolve_target, staged_directory
 from spritegen.export.torchscript import export_torchscript
 from spritegen.export.probes import VALIDATION_THREADS
 from spritegen.export.validate import torch_threads, validate
 
 DEFAULT_OUT = Path("spritegen-export")
+# ddim_loop.onnx repeats the network's nodes once per step: 1000 steps is a ~1M-node graph
+# (the weights are shared), far beyond any useful deterministic DDIM.
+LOOP_STEPS_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,13 @@ class ExportResult:
 
 def _metadata(loaded: LoadedCheckpoint, schedule: ScheduleConfig, graph: str, shortcut_seed: int,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The key facts every ONNX file carries in metadata_props."""
+    """The key facts every ONNX file carries in metadata_props, keyed by contract.GraphMeta."""
     source = {k: v for k, v in loaded.provenance.items() if k != "run_config"}
-    return {"spritegen.format": MANIFEST_FORMAT, "spritegen.version": __version__, "graph": graph,
-            "hyperparameters": loaded.config.to_dict(), "class_names": class_names(loaded.config),
-            "schedule": schedule.to_dict(), "t_definition": "t = float32(i / T)", "source": source,
-            "shortcut_seed": shortcut_seed, "shortcut_from_checkpoint": loaded.shortcut_from_checkpoint,
-            **(extra or {})}
+    return {GraphMeta.FORMAT: MANIFEST_FORMAT, GraphMeta.VERSION: __version__, GraphMeta.GRAPH: graph,
+            GraphMeta.HYPERPARAMETERS: loaded.config.to_dict(), GraphMeta.CLASS_NAMES: class_names(loaded.config),
+            GraphMeta.SCHEDULE: schedule.to_dict(), GraphMeta.T_DEFINITION: T_DEFINITION, GraphMeta.SOURCE: source,
+            GraphMeta.CHECKPOINT_SHA256: loaded.checkpoint_sha256, GraphMeta.SHORTCUT_SEED: shortcut_seed,
+            GraphMeta.SHORTCUT_FROM_CHECKPOINT: loaded.shortcut_from_checkpoint, **(extra or {})}
 
 
 def write_files(directory: Path, loaded: LoadedCheckpoint, schedule: ScheduleConfig, *, opset: int,
@@ -77,35 +81,48 @@ def write_files(directory: Path, loaded: LoadedCheckpoint, schedule: ScheduleCon
         write(to_onnx(module(model, schedule), spec, config, opset, groups=2), name, spec.file)
     body = to_onnx(DdimBody(model, schedule), DDIM_BODY, config, opset, groups=2)
     write(unroll(body, ddim_pairs(schedule.timesteps, loop_steps)), "ddim_loop", GRAPHS["ddim_loop"].file,
-          {"ddim_loop_steps": loop_steps, "ddim_loop_implementation": "unrolled"})
+          {GraphMeta.LOOP_STEPS: loop_steps, GraphMeta.LOOP_IMPLEMENTATION: "unrolled"})
     if fp16:
         write(to_fp16(unet), "unet_fp16", FP16_UNET_FILE,
-              {"precision": "fp16 weights and compute, fp32 IO, normalisation in fp32"})
+              {GraphMeta.PRECISION: "fp16 weights and compute, fp32 IO, normalisation in fp32"})
     if int8:
         say(f"quantizing to {INT8_UNET_FILE} (calibrated on DDIM-{CALIBRATION_STEPS} trajectories)")
         feeds = calibration_feeds(model, config, schedule)
         write(to_int8(directory / GRAPHS["unet"].file, feeds), "unet_int8", INT8_UNET_FILE,
-              {"precision": "int8 QDQ: per-channel int8 weights, uint8 activations calibrated on "
+              {GraphMeta.PRECISION: "int8 QDQ: per-channel int8 weights, uint8 activations calibrated on "
                             f"DDIM-{CALIBRATION_STEPS} trajectories; fp32 IO"})
 
 
-def _check_steps(loop_steps: int, schedule: ScheduleConfig) -> None:
-    if not 1 <= loop_steps <= schedule.timesteps:
-        raise ExportError(f"--loop-steps must be in 1..{schedule.timesteps}, got {loop_steps}")
+def _check_options(opset: int, loop_steps: Any, schedule: ScheduleConfig, loaded: LoadedCheckpoint) -> None:
+    """ExportError for an option the export cannot honour; the schedule's T is named by origin."""
+    check_opset(opset)
+    high = min(schedule.timesteps, LOOP_STEPS_MAX)
+    if isinstance(loop_steps, bool) or not isinstance(loop_steps, int) or not 1 <= loop_steps <= high:
+        why = (f"the unrolled loop graph is capped at {LOOP_STEPS_MAX} steps" if high == LOOP_STEPS_MAX else
+               f"the schedule's T = {schedule.timesteps}; run config: {loaded.provenance['config']['origin']}")
+        raise ExportError(f"--loop-steps must be in 1..{high} ({why}), got {loop_steps!r}")
 
 
 def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, opset: int = DEFAULT_OPSET,
            fp16: bool = False, int8: bool = False, shortcut_seed: int = 0, loop_steps: int = DDIM_DEFAULT_STEPS,
            tolerances: Tolerances = Tolerances(), api_factory: Callable[[], Any] | None = None,
-           say: Callable[[str], None] = lambda message: None) -> ExportResult:
-    """Export `source` (anything load_checkpoint accepts; None = bundled demo) to `out`."""
+           config: str | Path | None = None, say: Callable[[str], None] = lambda message: None) -> ExportResult:
+    """Export `source` (anything load_checkpoint accepts; None = bundled demo) to `out`.
+
+    `config` names the run config explicitly (see run_config.py for which configs are read
+    otherwise). Every failure raises a SpriteGenError and leaves `out` as it was.
+    """
     started = time.perf_counter()
     check_opset(opset)
-    target = Path(out).expanduser().absolute()
-    loaded = load_checkpoint(source, shortcut_seed=shortcut_seed, api_factory=api_factory)
-    schedule = ScheduleConfig.from_dict(loaded.provenance.get("run_config") or {})
-    _check_steps(loop_steps, schedule)
-    say(f"loaded ContextUnet{loaded.config.to_dict()} from {loaded.provenance.get('kind')} source")
+    target = resolve_target(out)
+    loaded = load_checkpoint(source, shortcut_seed=shortcut_seed, api_factory=api_factory, config=config)
+    schedule = loaded.schedule
+    _check_options(opset, loop_steps, schedule, loaded)
+    for note in loaded.notes:
+        say(f"note: {note}")
+    say(f"loaded ContextUnet{loaded.config.to_dict()} from {loaded.provenance.get('kind')} source "
+        f"(sha256 {loaded.checkpoint_sha256[:12]}); run config: {loaded.provenance['config']['origin']}; "
+        f"schedule T={schedule.timesteps}")
     options = dict(opset=opset, shortcut_seed=shortcut_seed, loop_steps=loop_steps, fp16=fp16, int8=int8)
     with staged_directory(target) as staging, torch_threads(VALIDATION_THREADS):
         write_files(staging, loaded, schedule, say=say, **options)

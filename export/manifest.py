@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FILE,
-                                MANIFEST_FORMAT, TORCHSCRIPT_FILE, GraphSpec, ModelConfig, ScheduleConfig, ddim_pairs)
+                                MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, TORCHSCRIPT_FILE, GraphSpec, ModelConfig,
+                                ScheduleConfig, ddim_pairs)
 from spritegen.export.checkpoint import LoadedCheckpoint, sha256_file
+from spritegen.files import write_text_atomic
 from spritegen.export.onnx_export import dims
 from spritegen.export.schedule import make_schedule
 
+T_DEFINITION = "t = float32(i / T)"  # how every graph derives the network's t from the step index
 TOOLS = ("spritegen", "torch", "onnx", "onnxruntime", "numpy", "wandb")
 
 
@@ -61,7 +64,7 @@ def graphs_section(config: ModelConfig, schedule: ScheduleConfig, loop_steps: in
 def schedule_section(schedule: ScheduleConfig) -> dict[str, Any]:
     """Parameters and float32 arrays (index 0..T), plus how t is derived."""
     s = make_schedule(schedule)
-    return {**schedule.to_dict(), "t_definition": "t = float32(i / T)",
+    return {**schedule.to_dict(), "t_definition": T_DEFINITION,
             "b_t": s.b_t.tolist(), "a_t": s.a_t.tolist(), "ab_t": s.ab_t.tolist()}
 
 
@@ -96,6 +99,7 @@ def build_manifest(directory: Path, loaded: LoadedCheckpoint, schedule: Schedule
         "ddim_loop_steps": loop_steps,
         "guidance": {"rows": "GB = B (w ignored) or 2B (rows B..2B-1 = unconditional context, zeros)",
                      "formula": "eps = (1 + w) * eps(c) - w * eps(uncond)"},
+        MANIFEST_NOISE_KEY: NOISE.manifest_entry(),  # what a seed means (docs/noise.md)
         "opset": opset,
         "exporter": "torch.onnx.export(dynamo=False), constant folding, eval mode",
         "shortcut": {"seed": shortcut_seed, "from_checkpoint": loaded.shortcut_from_checkpoint},
@@ -108,13 +112,4 @@ def build_manifest(directory: Path, loaded: LoadedCheckpoint, schedule: Schedule
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=1, default=str)
-    (directory / MANIFEST_FILE).write_text(text + "\n")
-
-
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of `directory` if it is a spritegen export, else None."""
-    try:
-        manifest = json.loads((Path(directory) / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else None
+    write_text_atomic(directory / MANIFEST_FILE, text + "\n")

@@ -1,7 +1,8 @@
 """The course's ContextUnet, with its init_conv shortcut pinned.
 
-Architecture and state_dict key names follow the course exactly (see
-../shared/seed/NOTES.md), so course checkpoints load strictly. The one change is the
+Architecture and state_dict key names follow the course exactly (DeepLearning.AI's "How
+Diffusion Models Work", whose training lesson saves `context_model.pth`), so course
+checkpoints load strictly; tests/test_model.py pins the key names. The one change is the
 upstream quirk: the course builds init_conv's 1x1 shortcut inside forward with fresh
 random weights on every call, so its output is not a function of its inputs and no
 exported graph could reproduce it. Here the shortcut is a registered module
@@ -19,6 +20,7 @@ from torch import nn
 from spritegen.contract import ModelConfig
 
 SHORTCUT_KEYS = ("init_conv.shortcut.weight", "init_conv.shortcut.bias")
+SHORTCUT_SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; non-negative int64 is portable
 
 
 class ResidualConvBlock(nn.Module):
@@ -150,6 +152,8 @@ def pinned_shortcut_(conv: nn.Conv2d, seed: int) -> None:
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias; both bounds equal 1/sqrt(fan_in).
     A CPU torch.Generator (Mersenne Twister) gives the same draws on every machine.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SHORTCUT_SEED_MAX:
+        raise ValueError(f"the shortcut seed must be an integer in 0..{SHORTCUT_SEED_MAX}, got {seed!r}")
     fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
     bound = 1.0 / math.sqrt(fan_in)
     generator = torch.Generator(device="cpu").manual_seed(int(seed))

@@ -22,6 +22,7 @@ from torch import nn
 
 from spritegen.contract import GRAPHS, GraphSpec, ModelConfig
 from spritegen.errors import ExportError
+from spritegen.files import write_bytes_atomic
 
 OPSETS = range(14, 21)  # what the legacy exporter writes and ORT >= 1.18 runs
 DEFAULT_OPSET = 20
@@ -85,11 +86,34 @@ def to_onnx(module: nn.Module, spec: GraphSpec, config: ModelConfig, opset: int,
             input_names=[s.name for s in spec.inputs], output_names=[s.name for s in spec.outputs],
             dynamic_axes=dynamic_axes(spec),
         )
-    return onnx.load_from_string(buffer.getvalue())
+    proto = onnx.load_from_string(buffer.getvalue())
+    name_dims(proto, spec, config)
+    return proto
+
+
+def name_dims(model: onnx.ModelProto, spec: GraphSpec, config: ModelConfig) -> None:
+    """Give every input and output dim the contract's size: C/H/W/K as numbers, B/GB by name.
+
+    The legacy exporter leaves output dims it could not infer through the dynamic batch as
+    made-up names (`Addx_prev_dim_2` for H); readers of the file should see 16 there.
+    """
+    sizes = dims(config)
+    specs = {s.name: s for s in spec.inputs + spec.outputs}
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name not in specs:
+            continue
+        shape = value.type.tensor_type.shape
+        del shape.dim[:]
+        for symbol in specs[value.name].shape:
+            dim = shape.dim.add()
+            if symbol in sizes:
+                dim.dim_value = sizes[symbol]
+            else:
+                dim.dim_param = symbol
 
 
 def set_metadata(model: onnx.ModelProto, props: dict[str, Any], doc: str) -> None:
-    """Key facts as metadata_props (JSON for non-strings) and the graph's doc string."""
+    """Key facts (keyed by contract.GraphMeta) as metadata_props, JSON for non-strings, and the doc string."""
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
@@ -99,5 +123,6 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, Any], doc: str) -> Non
 
 
 def save(model: onnx.ModelProto, path: Path) -> None:
-    """One self-contained file (the network is ~6 MB, far below protobuf's 2 GB limit)."""
-    onnx.save_model(model, str(path))
+    """One self-contained file (the network is ~6 MB, far below protobuf's 2 GB limit), written
+    all-or-nothing; a full disk is one OutputError line."""
+    write_bytes_atomic(path, model.SerializeToString())

@@ -1,6 +1,7 @@
 """Eager PyTorch reference samplers: the course's DDPM and DDIM, the parity oracle.
 
-Both follow ../shared/seed/NOTES.md operation for operation on the float32 schedule
+Both follow the course's samplers (README.md, "Upstream quirks", lists where we
+differ) operation for operation on the float32 schedule
 of `spritegen.export.schedule`, so with guidance=0 and eta=0 they are the course's
 samplers (with the pinned shortcut). Two extensions, both off by default:
 

@@ -7,12 +7,14 @@ into the convolutions (about 3x faster per call than the plain scripted module h
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from spritegen.errors import ExportError
+from spritegen.errors import ExportError, first_line
+from spritegen.files import write_bytes_atomic
 
 
 def export_torchscript(model: nn.Module, path: Path) -> None:
@@ -21,8 +23,10 @@ def export_torchscript(model: nn.Module, path: Path) -> None:
         scripted = torch.jit.script(model.eval())
         frozen = torch.jit.freeze(scripted)
     except Exception as exc:  # TorchScript raises a zoo of frontend errors
-        raise ExportError(f"TorchScript export failed: {str(exc).strip().splitlines()[0]}") from exc
-    frozen.save(str(path))
+        raise ExportError(f"TorchScript export failed: {first_line(exc)}") from None
+    buffer = io.BytesIO()
+    torch.jit.save(frozen, buffer)
+    write_bytes_atomic(path, buffer.getvalue())  # a full disk is one OutputError line
 
 
 def load_torchscript(path: Path) -> torch.jit.ScriptModule:

@@ -4,7 +4,7 @@ Separate from writing (as in Optimum): every file is checked, every failure is
 collected with its measured error, then one ExportError names them all. Checks:
 
 1. onnx.checker with full_check on every .onnx file;
-2. network files (unet.onnx, unet.ts, unet_fp16.onnx) vs the eager model on the probe set,
+2. the network files written (unet.onnx, unet.ts, unet_fp16.onnx) vs the eager model on the probe set,
    unet_int8.onnx on held-out DDIM trajectory states (relative RMS error, see checks.py);
 3. the ORT-optimised unet graph: BatchNorm folded, GELU fused (no Erf left);
 4. sampler files vs the eager reference samplers on whole chains with the same noise
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from spritegen.contract import FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, TORCHSCRIPT_FILE, ModelConfig, ScheduleConfig
-from spritegen.errors import ExportError
+from spritegen.errors import ExportError, first_line
 from spritegen.export.chains import chain_checks
 from spritegen.export.checks import Check, Tolerances, compare
 from spritegen.export.int8 import CALIBRATION_STEPS, HELD_OUT_SEED, sampling_calls
@@ -42,7 +42,7 @@ def check_onnx_files(directory: Path) -> None:
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as exc:
-            raise ExportError(f"{path.name} fails onnx.checker: {str(exc).strip().splitlines()[0]}") from None
+            raise ExportError(f"{path.name} fails onnx.checker: {first_line(exc)}") from None
 
 
 def network_checks(directory: Path, model: nn.Module, config: ModelConfig, schedule: ScheduleConfig,
@@ -107,15 +107,16 @@ def validate(directory: Path, model: nn.Module, config: ModelConfig, schedule: S
              say: Callable[[str], None] = lambda message: None) -> dict[str, object]:
     """Run every check on `directory`; return the manifest's `validation` section or raise."""
     check_onnx_files(directory)
-    say("validating unet.onnx, unet.ts (and unet_fp16.onnx, unet_int8.onnx) against eager PyTorch")
+    networks = [f for f in (GRAPHS["unet"].file, TORCHSCRIPT_FILE, FP16_UNET_FILE, INT8_UNET_FILE)
+                if (directory / f).is_file()]
+    say(f"validating {', '.join(networks)} against eager PyTorch")
     with torch_threads(VALIDATION_THREADS):
         checks = network_checks(directory, model, config, schedule, tol)
         if all(c.passed for c in checks):
             checks += chain_checks(directory, model, config, schedule, loop_steps, tol, say)
     failed = [c for c in checks if not c.passed]
     if failed:
-        raise ExportError("validation failed: " + "; ".join(
-            f"{c.file} max abs error {c.max_abs:.3g} > {c.tolerance:g} vs {c.reference}" for c in failed))
+        raise ExportError("validation failed: " + "; ".join(c.failure() for c in failed))
     return {
         "tolerances": tol.to_dict(),
         "error_definition": "max_abs = max|out - ref|, max_rel = max_abs / max|ref|",

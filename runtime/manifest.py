@@ -10,11 +10,18 @@ only if it is a regular file no larger than recorded, and the bytes that were ha
 are the bytes handed to ONNX Runtime, so a file swapped after the check cannot slip in.
 Each graph's own metadata must agree with the manifest, including the checkpoint it
 was traced from: one export, one checkpoint.
+
+The manifest also names the seeded noise generator the export's seeds mean
+(contract.NOISE, docs/noise.md): one this runtime does not implement is refused, so a
+seed never silently means different noise. A manifest without the key predates the
+record and gets the current generator: the graphs do not depend on it, and no runtime
+reproduces the seeds of those versions anyway (they used numpy's default_rng).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import stat
@@ -24,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from spritegen.contract import GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, GraphMeta, ModelConfig, ScheduleConfig
+from spritegen.contract import (GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, GraphMeta,
+                                ModelConfig, ScheduleConfig)
 from spritegen.errors import ExportDirError
 from spritegen.files import read_regular_file
 from spritegen.jsonfile import parse_json
-from spritegen.runtime import limits
+from spritegen.runtime import artifact, limits
 from spritegen.runtime.manifest_fields import (FieldError, checkpoint_digest, files, loop_steps, model_config, names,
                                                schedule_arrays, schedule_config)
 
@@ -118,7 +126,10 @@ class Manifest:
 
 
 def load_manifest(export_dir: str | Path) -> Manifest:
-    """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise."""
+    """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise.
+    `export_dir` may name a W&B export artifact, wandb:ENTITY/PROJECT/NAME:ALIAS (runtime.artifact)."""
+    if artifact.is_artifact(export_dir):
+        export_dir = artifact.download_export(str(export_dir))
     directory = Path(export_dir)
     if not directory.is_dir():
         raise ExportDirError(f"export directory {directory} does not exist; create one with spritegen-export")
@@ -132,10 +143,20 @@ def load_manifest(export_dir: str | Path) -> Manifest:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ExportDirError(f"{path} is not a {MANIFEST_FORMAT} manifest (format {str(found)[:80]!r}); "
                              "re-export with this version of spritegen-export")
+    _check_noise(path, data.get(MANIFEST_NOISE_KEY, NOISE.manifest_entry()))
     try:
         return _parse(directory, data)
     except FieldError as exc:
         raise ExportDirError(f"{path} is incomplete or malformed ({exc}); {REEXPORT}") from None
+
+
+def _check_noise(path: Path, entry: Any) -> None:
+    """The manifest's noise generator must be the one this runtime implements (module doc)."""
+    ours = NOISE.manifest_entry()
+    if not isinstance(entry, dict) or {k: entry.get(k) for k in ours} != ours:
+        found = json.dumps(entry)
+        raise ExportDirError(f"{path} names the noise generator {found[:200]}, but this spritegen implements "
+                             f"{json.dumps(ours)}; sample it with the spritegen version that exported it")
 
 
 def _parse(directory: Path, data: dict[str, Any]) -> Manifest:

@@ -13,22 +13,26 @@ update matches `spritegen.export.reference` to float32 rounding):
 
 (Ho et al. 2020 Algorithm 2; Song et al. 2021 eq. 12 and 16.) `Noise` owns x_T and the
 per-step draws: injected arrays (step_noise[i-1] is the noise of the step starting at
-i, the reference's convention) or one numpy Generator drawing in a fixed order (x_T,
-then each noisy step in sampling order) into a buffer the caller owns. x_T is drawn
-even when injected, so a seed gives the same step noise either way: `Sampler.noise(B,
-seed)` plus `ddpm(..., noise=that, seed=seed)` equals `ddpm(..., seed=seed)`.
+i, the reference's convention) or the portable generator (`spritegen.runtime.noise`,
+docs/noise.md): x_T is stream 0 and the step starting at index i is stream i, so a
+seed gives the same step noise whether or not x_T is injected, and whichever steps a
+sampler takes: `Sampler.noise(B, seed)` plus `ddpm(..., noise=that, seed=seed)` equals
+`ddpm(..., seed=seed)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from spritegen.contract import ddim_pairs, ddpm_keeps
+from spritegen.contract import NOISE, ddim_pairs, ddpm_keeps
 from spritegen.runtime.manifest import Schedule
+from spritegen.runtime.noise import draw
 
 _F = np.float32
+_PREFETCH = 1 << 18  # normals drawn per pass over the coming steps' streams (1 MiB of float32)
 
 
 @dataclass(frozen=True)
@@ -110,18 +114,33 @@ def mix_guidance(eps: np.ndarray, batch: int, weight: float) -> np.ndarray:
 
 
 class Noise:
-    """x_T and the steps' noise, injected or drawn (module doc). One per sampling call."""
+    """x_T and the steps' noise of one sampling call, injected or drawn (module doc).
 
-    def __init__(self, noise: np.ndarray | None, step_noise: np.ndarray | None, seed: int | None,
-                 shape: tuple[int, ...]) -> None:
-        self._rng = np.random.default_rng(seed)
-        drawn = self._rng.standard_normal(shape, dtype=np.float32)  # drawn even when injected: see below
-        self.x_T = noise if noise is not None else drawn
-        self._step_noise = step_noise
+    `seeds`: one int (the whole batch drawn as one array in C order) or a tuple of B ints
+    (row r drawn as a batch-1 call with seeds[r]); `streams`: the step indices whose noise
+    the call will ask for, in order, so the draws are vectorised over many steps at once."""
+
+    def __init__(self, noise: np.ndarray | None, step_noise: np.ndarray | None, seeds: int | tuple[int, ...],
+                 shape: tuple[int, ...], streams: Sequence[int] = ()) -> None:
+        self._seeds, self._shape, self._step_noise = seeds, shape, step_noise
+        self._streams = tuple(streams)
+        self._chunk = max(1, _PREFETCH // int(np.prod(shape)))
+        self._ready: dict[int, np.ndarray] = {}
+        self.x_T = noise if noise is not None else self._draw((NOISE.x_t_stream,))[0]
 
     def fill(self, i: int, out: np.ndarray) -> None:
-        """Write the noise of the step starting at i into `out` (no allocation when drawn)."""
+        """Write the noise of the step starting at i into `out`."""
         if self._step_noise is not None:
             np.copyto(out, self._step_noise[i - 1])
-        else:
-            self._rng.standard_normal(out=out, dtype=np.float32)
+            return
+        if i not in self._ready:
+            at = self._streams.index(i) if i in self._streams else None
+            coming = (i,) if at is None else self._streams[at:at + self._chunk]
+            self._ready = dict(zip(coming, self._draw(coming)))
+        np.copyto(out, self._ready.pop(i))
+
+    def _draw(self, streams: tuple[int, ...]) -> np.ndarray:
+        """(len(streams), *shape) float32 (docs/noise.md section 4)."""
+        if isinstance(self._seeds, tuple):  # one seed per row: (S, B, C*H*W)
+            return draw(self._seeds, streams, int(np.prod(self._shape[1:]))).reshape(len(streams), *self._shape)
+        return draw((self._seeds,), streams, int(np.prod(self._shape))).reshape(len(streams), *self._shape)

@@ -8,8 +8,13 @@ Conventions are those of `spritegen.export.reference` (the parity oracle): `nois
 x_T, `step_noise[i-1]` the noise of the step starting at index i (shape (T, B, C, H, W)),
 guidance mixes eps = (1 + w) eps(c) - w eps(0), and DDIM steps follow
 `contract.ddim_pairs` (the last step clamped to t = 0). Without injected noise every
-draw comes from `numpy.random.default_rng(seed)`, so one seed gives byte-identical
-sprites on every call and in every thread, whatever the step implementation.
+draw comes from the portable generator (`spritegen.runtime.noise`, docs/noise.md): x_T
+is stream 0 of the seed, the step starting at index i stream i. One seed gives
+byte-identical sprites on every call, in every thread, whatever the step
+implementation, and the same noise in the C++ and browser runtimes. `seed` is one
+integer in [0, 2^64) for the whole batch (drawn as one C-order array), or a sequence of
+B integers, one per row (row r = the batch-1 call with seed[r]: how a server merges
+requests); None draws a fresh 64-bit seed.
 
 Thread safety: sessions are shared (ORT runs concurrently); each call checks a
 workspace (runner) for its batch shape out of a pool and returns it afterwards, so
@@ -19,8 +24,9 @@ concurrent calls never share buffers and sequential calls never reallocate.
 from __future__ import annotations
 
 import math
+import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -31,6 +37,7 @@ from spritegen.errors import ExportDirError, InputError
 from spritegen.runtime import limits
 from spritegen.runtime.context import Context, make_context
 from spritegen.runtime.manifest import Manifest, load_manifest
+from spritegen.runtime.noise import check_seed
 from spritegen.runtime.plan import Noise, Plan, ddim_plan, ddpm_plan
 from spritegen.runtime.pool import RunnerPool
 from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
@@ -42,6 +49,7 @@ IMPLS = ("unet", "step", "loop")
 IMPL_DDIM_GRAPH = {"unet": "unet", "step": "ddim_step", "loop": "ddim_loop"}
 Progress = Callable[[int, int], None]  # (steps done, steps in total)
 Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+Seed = Union[None, int, Sequence[int], np.ndarray]  # see the module doc
 
 
 class Sampler:
@@ -143,12 +151,11 @@ class Sampler:
         """Graphs whose sessions are built so far (see `load`)."""
         return tuple(self._graphs)
 
-    def noise(self, batch: int, seed: int | None) -> np.ndarray:
+    def noise(self, batch: int, seed: Seed) -> np.ndarray:
         """The x_T that a call with this batch and `seed` draws (see plan.Noise), to share
         one starting noise between samplers: ddpm(c, noise=noise(B, s), seed=s) == ddpm(c, seed=s)."""
         batch = self._check_batch(batch)
-        _check_seed(seed)
-        return Noise(None, None, seed, (batch, *self.image_shape)).x_T
+        return Noise(None, None, _seeds(seed, batch), (batch, *self.image_shape)).x_T
 
     def context(self, context: Context, batch: int | None = None) -> np.ndarray:
         """The (B, K) float32 context rows for `context` (see spritegen.runtime.context)."""
@@ -158,7 +165,7 @@ class Sampler:
 
     # --------------------------------------------------------------- samplers
     def ddpm(self, context: Context, *, noise: np.ndarray | None = None, step_noise: np.ndarray | None = None,
-             seed: int | None = None, save_rate: int | None = None, guidance: float | None = None,
+             seed: Seed = None, save_rate: int | None = None, guidance: float | None = None,
              impl: str | None = None, progress: Progress | None = None) -> Result:
         """The course's DDPM sampler, T steps. Returns sprites (B, C, H, W) in [-1, 1], or
         (sprites, intermediates) when `save_rate` is given: the unclipped states after the
@@ -173,7 +180,7 @@ class Sampler:
                             rate is not None, progress)
 
     def ddim(self, context: Context, *, n: int | None = None, eta: float = 0.0, noise: np.ndarray | None = None,
-             step_noise: np.ndarray | None = None, seed: int | None = None, save_rate: int | None = None,
+             step_noise: np.ndarray | None = None, seed: Seed = None, save_rate: int | None = None,
              guidance: float | None = None, impl: str | None = None,
              progress: Progress | None = None) -> Result:
         """DDIM with step T // n (contract.ddim_pairs); eta > 0 is stochastic DDIM (eq. 12).
@@ -208,9 +215,10 @@ class Sampler:
 
     # ---------------------------------------------------------------- driving
     def _sample(self, plan: Plan, step_graph: str, impl: str, context: Context, noise: np.ndarray | None,
-                step_noise: np.ndarray | None, seed: int | None, guidance: float | None, eta: float,
+                step_noise: np.ndarray | None, seed: Seed, guidance: float | None, eta: float,
                 keep: bool, progress: Progress | None) -> Result:
-        rows, source, weight = self._inputs(context, noise, step_noise, seed, guidance)
+        streams = [step.i for step in plan.steps if step.noisy]
+        rows, source, weight = self._inputs(context, noise, step_noise, seed, guidance, streams)
         batch, guided, total = rows.shape[0], weight != 0, len(plan.steps)
         kept = self._kept_buffer(plan.kept, batch) if keep else None
         key = (impl, step_graph, batch, guided)
@@ -234,10 +242,10 @@ class Sampler:
             _check_finite(kept, rows, weight)
         return (sprites, kept) if keep else sprites
 
-    def _loop(self, context: Context, noise: np.ndarray | None, seed: int | None, guidance: float | None,
+    def _loop(self, context: Context, noise: np.ndarray | None, seed: Seed, guidance: float | None,
               progress: Progress | None) -> np.ndarray:
         """ddim_loop.onnx's whole DDIM in one call (its n, eta = 0 and no intermediates: check_ddim)."""
-        rows, source, weight = self._inputs(context, noise, None, seed, guidance)
+        rows, source, weight = self._inputs(context, noise, None, seed, guidance, ())
         with self._pool.checkout(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
             sprites = runner.run(source.x_T, rows, weight).copy()
         _check_finite(sprites, rows, weight)
@@ -245,20 +253,23 @@ class Sampler:
             progress(1, 1)
         return sprites
 
-    def _inputs(self, context: Context, noise: np.ndarray | None, step_noise: np.ndarray | None,
-                seed: int | None, guidance: float | None) -> tuple[np.ndarray, Noise, float]:
-        """Validated (context rows, noise source, guidance weight) for one call."""
+    def _inputs(self, context: Context, noise: np.ndarray | None, step_noise: np.ndarray | None, seed: Seed,
+                guidance: float | None, streams: Sequence[int]) -> tuple[np.ndarray, Noise, float]:
+        """Validated (context rows, noise source, guidance weight) for one call; `streams`:
+        the step indices whose noise the call draws, in order."""
         batch = None
         if noise is not None:
             _check_array(noise, "noise", (None, *self.image_shape))
             batch = self._check_batch(noise.shape[0])
+        elif context is None and _is_sequence(seed):
+            batch = self._check_batch(len(seed))  # unconditional, one sprite per seed
         rows = make_context(context, self.class_names, batch, max_batch=self.max_batch)
         shape = (rows.shape[0], *self.image_shape)
         if step_noise is not None:
             _check_array(step_noise, "step_noise", (self.timesteps, *shape))
-        _check_seed(seed)
+        seeds = _seeds(seed, rows.shape[0])
         weight = 0.0 if guidance is None else _check_number(guidance, "guidance", upper=limits.MAX_GUIDANCE)
-        return rows, Noise(noise, step_noise, seed, shape), weight
+        return rows, Noise(noise, step_noise, seeds, shape, streams), weight
 
     # ------------------------------------------------------------ resources
     def _check_batch(self, batch: Any) -> int:
@@ -353,9 +364,25 @@ def _check_positive(value: Any, name: str) -> int:
     return int(value)
 
 
-def _check_seed(seed: Any) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+def _is_sequence(seed: Any) -> bool:
+    return isinstance(seed, (list, tuple)) or (isinstance(seed, np.ndarray) and seed.ndim == 1)
+
+
+def _seeds(seed: Seed, batch: int) -> int | tuple[int, ...]:
+    """One checked seed for the whole batch, or a tuple of `batch` (one per row); None draws
+    a fresh 64-bit seed. InputError for anything else."""
+    if seed is None:
+        return secrets.randbits(64)
+    try:
+        if not _is_sequence(seed):
+            return check_seed(seed)
+        seeds = tuple(check_seed(s) for s in seed)
+    except ValueError as exc:
+        raise InputError(f"{exc}; pass one integer seed, or one per sprite") from None
+    if len(seeds) != batch:
+        raise InputError(f"{len(seeds)} seeds for a batch of {batch} sprites; pass one integer seed, or "
+                         f"exactly one per sprite")
+    return seeds
 
 
 def _graph_file(name: str, precision: str) -> str:

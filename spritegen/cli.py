@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from spritegen import __version__, wandb_env
 from spritegen.cache import bundled_checkpoint, cache_dir, check_cached_precision, damaged, default_export  # noqa: F401
-from spritegen.cli_checks import Output, check_batch, check_outputs, check_shared_noise, ddim_options, trajectory_states
+from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
 from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE
 from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
 from spritegen.runtime import limits
@@ -71,7 +71,8 @@ ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused gr
                        "only).")
 PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
                             "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
-SeedOpt = typer.Option(None, "--seed", min=0, help="Random seed (default: a fresh one, printed).")
+SeedOpt = typer.Option(None, "--seed", min=0, max=2**64 - 1, help="Seed in [0, 2^64) of the portable noise, "
+                       "docs/noise.md (default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, max=limits.MAX_GUIDANCE,
                            help="Classifier-free guidance weight (0 = off).")
 ScaleOpt = typer.Option(8, "--scale", min=1, max=limits.MAX_SCALE, help="Pixels per sprite pixel in pictures.")
@@ -116,6 +117,8 @@ def sample(
     precision: Precision = PrecisionOpt,
     spin: Optional[bool] = SpinOpt,
     max_batch: int = MaxBatchOpt,
+    server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
+                                         "host:port or grpc://host:port (same seed, same grid as a local run)."),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
@@ -123,14 +126,17 @@ def sample(
         ddim_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
-        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _remote(server) if server else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
         names = _class_list(classes, runtime.class_names)
-        check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
         rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
-        if sampler is SamplerName.ddim:
-            n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
-        frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
-        images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
+        if server:  # the service checks the request (and refuses --gif: final sprites only)
+            n = DDIM_DEFAULT_STEPS if n is None else n
+        else:
+            check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
+            if sampler is SamplerName.ddim:
+                n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
+            frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
+            images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
         with _progress(f"{sampler.value}") as progress:
@@ -245,21 +251,17 @@ def mix(
         rows = runtime.context(blends)  # validates names and weights before any sampling
         if sampler is SamplerName.ddim:
             n = runtime.check_ddim(n=n)
-        else:
-            check_shared_noise(runtime, len(rows) * num)
         images.check_grid(len(rows), num, scale, runtime.image_shape[1:])
         context = np.repeat(rows, num, axis=0)  # (R*num, K): row r holds blend r
         seed = _seed(seed)
-        rng = np.random.default_rng(seed)
-        noise = np.tile(rng.standard_normal((num, *runtime.image_shape), dtype=np.float32), (len(rows), 1, 1, 1))
+        # One seed per sprite (docs/noise.md section 4): column k draws from seed + k, so a
+        # column shares x_T and every step's noise down all blends.
+        seeds = [(seed + k) % 2 ** 64 for k in range(num)] * len(rows)
         with _progress(sampler.value) as progress:
             if sampler is SamplerName.ddim:
-                sprites = runtime.ddim(context, n=n, noise=noise, seed=seed, guidance=guidance, progress=progress)
-            else:  # DDPM adds noise every step: share it down each column too
-                shape = (runtime.timesteps, num, *runtime.image_shape)
-                step_noise = np.tile(rng.standard_normal(shape, dtype=np.float32), (1, len(rows), 1, 1, 1))
-                sprites = runtime.ddpm(context, noise=noise, step_noise=step_noise, guidance=guidance,
-                                       progress=progress)
+                sprites = runtime.ddim(context, n=n, seed=seeds, guidance=guidance, progress=progress)
+            else:
+                sprites = runtime.ddpm(context, seed=seeds, guidance=guidance, progress=progress)
         labels = [describe(row, names) for row in rows]
         written = [_save(out, sprites, lambda: images.grid(images.sprite_rows(sprites, labels, num), scale=scale))]
         _report(written, f"{len(rows)} blends x {num} noises, {sampler.value}, seed {seed}")
@@ -290,6 +292,11 @@ def _report(paths: list[Path], summary: str) -> None:
     for path in paths:
         typer.echo(f"wrote {path}")
     typer.echo(summary)
+
+
+def _remote(server: str):
+    from spritegen.client import Client, RemoteSampler
+    return RemoteSampler(Client(server))
 
 
 def _say(message: str) -> None:
@@ -368,6 +375,12 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
                              "or fix W&B") from None
     typer.echo(f"logged the samplers table to W&B: {where}")
 
+
+# Serving (spritegen.serving; pytriton and tritonclient are imported only when they run).
+from spritegen.serving.commands import serve, triton_repo  # noqa: E402
+
+app.command()(serve)
+app.command("triton-repo")(triton_repo)
 
 if __name__ == "__main__":
     app()

@@ -2,7 +2,7 @@
 
 Sampling can take minutes (DDPM at a large batch), so every request the sampler or the
 writes would refuse afterwards is refused first: DDIM options given to DDPM, a sprite
-count over --max-batch, DDPM's shared noise in `mix`, and the output files. For those: the format each path's extension names (a picture
+count over --max-batch, and the output files. For those: the format each path's extension names (a picture
 written as PNG bytes into `s.jpg` would lie about its content), two outputs that are
 one file, and each path's target (a symlink, device or directory there is refused by
 spritegen.files; a directory that refuses a new file, such as /proc, is found by
@@ -16,12 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from spritegen.contract import DDPM_SAVE_RATE, ddim_pairs, ddpm_keeps
 from spritegen.errors import InputError, OutputError, first_line
 from spritegen.files import check_writable_target
-from spritegen.runtime import limits
 
 # What each extension writes: the three formats the commands produce.
 FORMATS = {".png": "png", ".gif": "gif", ".npy": "npy"}
@@ -98,15 +96,6 @@ def check_batch(count: int, runtime, what: str) -> None:
     if count > runtime.max_batch:
         raise InputError(f"{what} = {count} sprites, more than --max-batch {runtime.max_batch}; ask for fewer, "
                          "or raise --max-batch")
-
-
-def check_shared_noise(runtime, batch: int) -> None:
-    """mix --sampler ddpm shares every step's noise down a column: T x batch sprites of noise."""
-    size = runtime.timesteps * batch * int(np.prod(runtime.image_shape)) * 4
-    if size > limits.MAX_KEPT_BYTES:
-        raise InputError(f"DDPM mixing of {batch} sprites needs {size / 2**20:.0f} MiB of shared step noise, more "
-                         f"than the {limits.MAX_KEPT_BYTES // 2**20} MiB allowed; use fewer rows or --num, or "
-                         "--sampler ddim")
 
 
 def trajectory_states(timesteps: int, n: Optional[int], rate: Optional[int]) -> int:

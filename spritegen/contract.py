@@ -40,6 +40,30 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: int(v) for k, v in values.items() if k in known})
 
+    def validate(self) -> "ModelConfig":
+        """self, or ValueError naming the first hyperparameter outside MODEL_LIMITS (or one the
+        architecture cannot build: GroupNorm(8, n_feat) needs n_feat % 8 == 0, and the U-Net's
+        /4 pooling to one pixel needs height % 4 == 0)."""
+        for name, (low, high) in MODEL_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        if self.n_feat % 8:
+            raise ValueError(f"n_feat must be a multiple of 8 (GroupNorm's 8 groups), got {self.n_feat}")
+        if self.height % 4:
+            raise ValueError(f"height must be a multiple of 4 (two /2 poolings, then /4 to one pixel), got {self.height}")
+        return self
+
+
+# Inclusive ranges ModelConfig.validate accepts: every ContextUnet these build fits in well
+# under 1 GB of float32 weights (n_feat 512 is ~100M parameters, 64x the course's 64).
+# height: two /2 poolings then AvgPool2d(4) must leave one pixel, so height // 4 in 4..7.
+MODEL_LIMITS: dict[str, tuple[int, int]] = {"in_channels": (1, 16), "n_feat": (8, 512), "n_cfeat": (1, 1024),
+                                            "height": (16, 28)}
+# timesteps T: the course's 500, DDPM's 1000, with room; every export validates a DDPM-T chain
+# and the manifest stores three float32 arrays of T + 1 values.
+TIMESTEPS_LIMITS = (1, 10_000)
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -59,6 +83,20 @@ class ScheduleConfig:
             beta1=float(values.get("beta1", cls.beta1)),
             beta2=float(values.get("beta2", cls.beta2)),
         )
+
+    def validate(self) -> "ScheduleConfig":
+        """self, or ValueError naming the first field out of range: timesteps in TIMESTEPS_LIMITS,
+        0 < beta1 <= beta2 < 1 (finite), so every alpha and alpha-bar is in (0, 1)."""
+        low, high = TIMESTEPS_LIMITS
+        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or not low <= self.timesteps <= high:
+            raise ValueError(f"timesteps must be an integer in {low}..{high}, got {self.timesteps!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+        if self.beta1 > self.beta2:
+            raise ValueError(f"beta1 must not exceed beta2, got beta1={self.beta1!r} > beta2={self.beta2!r}")
+        return self
 
 
 DDIM_DEFAULT_STEPS = 25  # the course's ddim_n
@@ -187,3 +225,43 @@ class GraphMeta:
     LOOP_STEPS = "ddim_loop_steps"  # ddim_loop.onnx only: its fixed n
     SOURCE = "source"  # the checkpoint's provenance (W&B name, file, bundled)
     CHECKPOINT_SHA256 = "checkpoint_sha256"  # sha256 of the state_dict file the graph was traced from
+    T_DEFINITION = "t_definition"  # how the network's t derives from the step index
+    SHORTCUT_SEED = "shortcut_seed"  # the seed of the pinned init_conv shortcut
+    SHORTCUT_FROM_CHECKPOINT = "shortcut_from_checkpoint"  # false: drawn from SHORTCUT_SEED
+    LOOP_IMPLEMENTATION = "ddim_loop_implementation"  # ddim_loop.onnx only: "unrolled"
+    PRECISION = "precision"  # unet_fp16.onnx / unet_int8.onnx only: what is reduced, what stays fp32
+
+
+# ---------------------------------------------------------------- portable noise
+@dataclass(frozen=True)
+class NoiseSpec:
+    """The seeded standard-normal generator every runtime (numpy, C++, JavaScript) implements
+    bit for bit: Philox4x32-10 bits, then a Box-Muller built from IEEE-754 float64 + - * / and
+    sqrt only (no libm log/sin/cos, which differ between math libraries). docs/noise.md is
+    the specification; `spritegen.runtime.noise` the reference implementation.
+
+    Streams: stream 0 is x_T; stream i (1..T) is the noise of the sampler step that starts
+    at index i. Seeds are integers in [0, 2^64); key = (seed mod 2^32, seed >> 32)."""
+
+    generator: str = "spritegen-normal"  # recorded in the manifest with `version`
+    version: int = 1
+    philox_m: tuple[int, int] = (0xD2511F53, 0xCD9E8D57)  # round multipliers M0, M1
+    philox_w: tuple[int, int] = (0x9E3779B9, 0xBB67AE85)  # key bumps W0, W1 (Weyl sequence)
+    philox_rounds: int = 10
+    normals_per_block: int = 4  # one Philox block (4 x uint32) -> 2 Box-Muller pairs
+    sqrt2: float = 1.4142135623730951  # log: mantissa f is folded into [sqrt2/2, sqrt2]
+    ln2: float = 0.6931471805599453
+    half_pi: float = 1.5707963267948966
+    log_terms: int = 10  # L[0..10] = 1 / (2j + 1): log(f) = 2 atanh(s), s = (f-1)/(f+1)
+    trig_terms: int = 10  # S[0..10], C[0..10]: Taylor series of sin and cos on [0, pi/2)
+    x_t_stream: int = 0
+    seed_bits: int = 64
+    stream_bits: int = 32
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """What an export's manifest records under "noise" (MANIFEST_NOISE_KEY)."""
+        return {"generator": self.generator, "version": self.version}
+
+
+NOISE = NoiseSpec()
+MANIFEST_NOISE_KEY = "noise"

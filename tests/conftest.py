@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,13 @@ import torch
 from spritegen.contract import ModelConfig
 from spritegen.export.model import SHORTCUT_KEYS, ContextUnet
 from spritegen.runtime import Sampler
+
+# One torch thread for the whole suite, set once here: on a loaded 2-core machine torch's
+# default two threads made one network call 149 ms against 14.5 ms with one, and the suite
+# then ran for ~10 minutes. Subprocesses the tests start inherit the same rule.
+TORCH_THREADS = 1
+torch.set_num_threads(TORCH_THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
 
 
 @pytest.fixture(autouse=True)

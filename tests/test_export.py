@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT,
-                                TORCHSCRIPT_FILE, ModelConfig, ddim_pairs)
-from spritegen.export.checkpoint import load_checkpoint
+                                TORCHSCRIPT_FILE, GraphMeta, ModelConfig, ddim_pairs)
+from spritegen.export.checkpoint import NO_CONFIG, load_checkpoint
 from spritegen.export.exporter import ExportResult, export
 from spritegen.export.fp16 import check_norms_fp32
 from spritegen.export.probes import contexts
@@ -91,14 +91,17 @@ def test_manifest_is_complete(exported: ExportResult, course_checkpoint: Path) -
     assert m["graphs"]["ddim_loop"]["pairs"] == [list(p) for p in ddim_pairs(500, 25)]
     assert m["opset"] == 20
     assert m["shortcut"] == {"seed": 0, "from_checkpoint": False}  # course format: pinned from the seed
-    assert m["provenance"]["sha256"] == hashlib.sha256(course_checkpoint.read_bytes()).hexdigest()
+    assert m["provenance"]["checkpoint_sha256"] == hashlib.sha256(course_checkpoint.read_bytes()).hexdigest()
+    assert m["provenance"]["checkpoint_sha256_of"] == "the checkpoint file's bytes"
+    assert m["provenance"]["config"] == {"origin": NO_CONFIG, "path": None}  # a bare .pth: no run config read
     assert {"torch", "onnx", "onnxruntime", "spritegen", "python"} <= set(m["tools"])
     unet_x = m["graphs"]["unet"]["inputs"][0]
     assert unet_x == {**GRAPHS["unet"].inputs[0].to_dict(), "shape": ["B", 3, 16, 16]}
     assert m["graphs"]["ddpm_step"]["inputs"][1]["shape"] == ["GB", 5]
     checks = m["validation"]["files"]
     assert set(checks) == set(MODEL_FILES)
-    assert all(c["passed"] and c["max_abs"] <= c["tolerance"] for c in checks.values())
+    for name, c in checks.items():  # every file here is bounded in max abs error (int8's rel RMS is not exported)
+        assert c["bound"] == "max_abs" and c["passed"] and c["max_abs"] <= c["tolerance"], name
 
 
 def test_onnx_files_follow_the_contract(exported: ExportResult) -> None:
@@ -114,23 +117,29 @@ def test_onnx_files_follow_the_contract(exported: ExportResult) -> None:
                 assert len(dims) == len(s.shape)
                 for dim, symbol in zip(dims, s.shape):
                     if symbol in ("B", "GB"):
-                        assert dim.dim_param == symbol, (file, s.name)  # dynamic batch axis
+                        assert dim.dim_param == symbol, (file, s.name)  # dynamic batch axis, by its name
+                    else:  # C, H, W, K, 1: the number, never a made-up name such as Addx_prev_dim_2
+                        assert dim.WhichOneof("value") == "dim_value", (file, s.name, dim)
+                        assert dim.dim_value == {"C": 3, "H": 16, "W": 16, "K": 5, "1": 1}[symbol], (file, s.name)
         assert not [n for n in graph.node if n.op_type in ("If", "Loop", "Scan")], f"{file}: control flow"
 
 
-def test_onnx_metadata_props(exported: ExportResult) -> None:
+def test_onnx_metadata_props(exported: ExportResult, course_checkpoint: Path) -> None:
+    checkpoint_sha = hashlib.sha256(course_checkpoint.read_bytes()).hexdigest()
     for name in MODEL_FILES:
         if not name.endswith(".onnx"):
             continue
         props = {p.key: p.value for p in onnx.load(str(exported.directory / name)).metadata_props}
-        assert props["spritegen.format"] == MANIFEST_FORMAT
-        assert json.loads(props["hyperparameters"])["n_feat"] == 64
-        assert json.loads(props["class_names"]) == list(CLASS_NAMES)
-        assert json.loads(props["schedule"]) == {"timesteps": 500, "beta1": 1e-4, "beta2": 0.02}
-        assert json.loads(props["source"])["kind"] == "file"
-        assert json.loads(props["shortcut_from_checkpoint"]) is False
+        assert props[GraphMeta.FORMAT] == MANIFEST_FORMAT
+        assert json.loads(props[GraphMeta.HYPERPARAMETERS])["n_feat"] == 64
+        assert json.loads(props[GraphMeta.CLASS_NAMES]) == list(CLASS_NAMES)
+        assert json.loads(props[GraphMeta.SCHEDULE]) == {"timesteps": 500, "beta1": 1e-4, "beta2": 0.02}
+        assert json.loads(props[GraphMeta.SOURCE])["kind"] == "file"
+        assert json.loads(props[GraphMeta.SHORTCUT_FROM_CHECKPOINT]) is False
+        assert props[GraphMeta.CHECKPOINT_SHA256] == checkpoint_sha, name  # one export, one checkpoint
+        assert set(props) <= {v for k, v in vars(GraphMeta).items() if k.isupper()}, name  # no stray keys
     loop = {p.key: p.value for p in onnx.load(str(exported.directory / "ddim_loop.onnx")).metadata_props}
-    assert json.loads(loop["ddim_loop_steps"]) == 25
+    assert json.loads(loop[GraphMeta.LOOP_STEPS]) == 25
 
 
 @pytest.mark.parametrize("batch", [1, 7, 30])

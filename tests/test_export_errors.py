@@ -6,8 +6,9 @@ full-size parity lives in test_export.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from spritegen.export.exporter import export
 from spritegen.export.graphs import DdimBody
 from spritegen.export.loop_graph import as_loop, unroll
 from spritegen.export.onnx_export import DDIM_BODY, to_onnx
-from spritegen.export.staging import remove_stale, staged_directory
+from spritegen.export.staging import staged_directory
 
 TINY = ModelConfig(n_feat=8)
 
@@ -55,8 +56,11 @@ def _leftovers(parent: Path) -> list[str]:
 
 def test_tiny_export_succeeds_and_replaces_the_old_one_whole(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = _previous_export(tmp_path / "export")
-    result = export(tiny_checkpoint, out)
+    said: list[str] = []
+    result = export(tiny_checkpoint, out, say=said.append)
     assert not (out / "old-marker").exists()  # replaced whole, not merged
+    validating = next(line for line in said if line.startswith("validating unet"))
+    assert validating == "validating unet.onnx, unet.ts against eager PyTorch"  # only what was written
     assert result.manifest["shortcut"]["from_checkpoint"] is True
     assert result.manifest["model"]["hyperparameters"]["n_feat"] == 8
     assert _leftovers(tmp_path) == []
@@ -84,13 +88,25 @@ def test_staging_removes_itself_on_any_exception(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stale_staging_of_a_killed_export_is_removed(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".out.partial-{dead.stdout.strip()}-abc"
-    live = tmp_path / f".out.partial-{os.getpid()}-abc"
-    stale.mkdir(), live.mkdir()
-    remove_stale(tmp_path / "out")
-    assert not stale.exists() and live.exists()  # only a dead process's staging goes
+def test_two_real_exports_to_one_out_both_succeed_and_out_verifies(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """End to end through the CLI: two exporters racing to one --out (one export each, run at
+    once) both exit 0, and --out is one complete export whose manifest hashes verify. A T = 50
+    schedule (the artifact's config.json) keeps the DDPM chain validation short."""
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    shutil.copy(tiny_checkpoint, artifact / "context_model.pth")
+    (artifact / "config.json").write_text(json.dumps({"timesteps": 50}))
+    out = tmp_path / "export"
+    command = [sys.executable, "-m", "spritegen.export.cli", str(artifact), "--out", str(out), "-q",
+               "--loop-steps", "5"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-500:] for _, err in results]
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"], name
+    assert manifest["schedule"]["timesteps"] == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact", "export"]  # no staging, no lock file left
 
 
 def test_sigterm_mid_export_leaves_nothing(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -143,11 +159,39 @@ def test_out_that_is_not_an_export_is_never_replaced(tiny_checkpoint: Path, tmp_
     assert (precious / "cat.jpg").read_text() == "meow"
 
 
-def test_help_explains_every_option(capsys) -> None:
-    main(["--help"])
+def test_help_explains_every_option_and_shows_flags_as_flags(capsys) -> None:
+    main(["--help"])  # exit 0: main() returns, as on success
     text = capsys.readouterr().out
-    for option in ("--out", "--opset", "--fp16", "--shortcut-seed", "--loop-steps", "--log-to-wandb"):
+    for option in ("--out", "--config", "--opset", "--fp16", "--shortcut-seed", "--loop-steps", "--log-to-wandb",
+                   "--version"):
         assert option in text
+    for flag in ("--fp16", "--int8", "--log-to-wandb", "--quiet", "--version"):
+        line = next(line for line in text.splitlines() if flag in line)
+        assert "<bool>" not in line and "bool" not in line.split(flag, 1)[1].split("  ")[0], line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "No such option: --bogus"),
+    (["--opset", "abc"], "Invalid value for '--opset'"),
+    (["one.pth", "two.pth"], "unexpected extra argument"),
+    (["--shortcut-seed", str(2**70)], "Invalid value for '--shortcut-seed'"),
+    (["--shortcut-seed", "-1"], "Invalid value for '--shortcut-seed'"),
+])
+def test_usage_errors_print_usage_and_exit_2(tmp_path: Path, capsys, args, message) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "Usage: spritegen-export" in captured.err and message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version(capsys) -> None:
+    from spritegen import __version__
+
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"spritegen-export {__version__}"
 
 
 def test_unrolled_and_loop_graphs_agree() -> None:

@@ -17,15 +17,18 @@ import wandb
 
 from spritegen.contract import MANIFEST_FILE, ModelConfig
 from spritegen.export.cli import main
-from spritegen.export.wandb_log import ARTIFACT_NAME, wandb_mode
+from spritegen.export.wandb_log import ARTIFACT_NAME
+from spritegen.wandb_env import resolve_mode
 from tests.conftest import course_state_dict, make_random_model
 
 
 def test_offline_run_logs_the_export_as_a_model_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+                                                         capfd: pytest.CaptureFixture) -> None:
+    """-q: the export path is all that is printed, wandb's banner included (captured at the fd
+    level, where wandb's own processes write)."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
     checkpoint = tmp_path / "context_model.pth"
     torch.save(course_state_dict(make_random_model(seed=9, config=ModelConfig(n_feat=8))), checkpoint)
     out = tmp_path / "export"
@@ -33,8 +36,10 @@ def test_offline_run_logs_the_export_as_a_model_artifact(tmp_path: Path, monkeyp
     main([str(checkpoint), "--out", str(out), "--log-to-wandb", "--quiet"])
     wandb.teardown()  # the run's log is written by wandb-core asynchronously; this waits for it
 
-    assert wandb_mode() == "offline"
-    assert f"logged W&B artifact {ARTIFACT_NAME} (offline" in capsys.readouterr().out
+    assert resolve_mode() == "offline"
+    captured = capfd.readouterr()
+    assert captured.out.strip() == str(out.absolute())
+    assert "wandb" not in captured.err.lower(), captured.err
     logs = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(logs) == 1, logs
     record = logs[0].read_bytes()

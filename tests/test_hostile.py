@@ -66,7 +66,7 @@ def _request(items: list[Any], as_array: bool) -> Any:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=st.lists(row_item, min_size=1, max_size=9), as_array=st.booleans(),
-       seed=st.integers(0, 2**32 - 1), n=st.sampled_from([1, 2, 3, 7]),
+       seed=st.integers(0, 2**64 - 1), n=st.sampled_from([1, 2, 3, 7]),
        impl=st.sampled_from(["unet", "step", "loop"]),
        guidance=st.one_of(st.none(), st.floats(0.0, 6.0)), eta=st.sampled_from([0.0, 0.3, 1.0]))
 def test_runtime_agrees_with_reference_on_drawn_requests(course, items, as_array, seed, n, impl, guidance,

@@ -14,7 +14,7 @@ from spritegen.contract import ModelConfig
 from spritegen.export.model import SHORTCUT_KEYS, ContextUnet, pinned_shortcut_
 from tests.conftest import course_state_dict, make_random_model
 
-# A few of the course's exact state_dict keys (NOTES.md): loading course checkpoints strictly needs them.
+# A few of the course's exact state_dict keys (as its training lesson saves them): loading course checkpoints strictly needs them.
 COURSE_KEYS = [
     "init_conv.conv1.0.weight", "init_conv.conv1.1.running_var", "init_conv.conv2.1.num_batches_tracked",
     "down1.model.0.conv1.0.weight", "down2.model.1.conv2.0.bias", "timeembed1.model.0.weight",

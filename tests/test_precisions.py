@@ -3,8 +3,8 @@ Sampler.load(precision="int8")) and fp16 through the runtime (precision="fp16").
 
 int8 is approximate by design, so it is held to three things that can each fail:
 1. the file is really int8 (int8 weight initializers, QDQ nodes) with unet.onnx's contract;
-2. its eps stays within the exporter's stated relative RMS tolerance of eager PyTorch on
-   sampling states it was neither calibrated nor validated on;
+2. its eps stays within this test's relative RMS tolerance (INT8_REL_RMS_TOL, with its reason)
+   of eager PyTorch on sampling states it was neither calibrated nor validated on;
 3. the runtime's int8 sampler is the reference sampler driven by the int8 network, to the
    fp32 sampler's tolerance (so every difference from fp32 sprites is the network's,
    none the loop's).
@@ -27,7 +27,6 @@ import torch
 from spritegen.contract import CLASS_NAMES, GRAPHS, INT8_UNET_FILE, MANIFEST_FILE, ScheduleConfig
 from spritegen.errors import ExportDirError, InputError
 from spritegen.export import load_model
-from spritegen.export.checks import Tolerances
 from spritegen.export.int8 import calibration_feeds, int8_weight_count
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
@@ -37,6 +36,11 @@ from tests.runtime_support import copy_export
 # (as for fp32, tests/test_runtime.py); the network itself is the same file and session.
 SAMPLE_ATOL = 1e-3
 FP16_SAMPLE_ATOL = 0.25  # tests/test_parity.py's fp16 DDIM chain tolerance (measured 0.11 there)
+# int8 eps vs eager on the trained demo's unseen states: the exporter's held-out check measures
+# 5.7% (docs/export.md), this seed's states 5.5%; a broken calibration or a wrongly quantized op
+# gives O(1). This test's own bound, 10%, keeps ~1.8x margin for other CPUs' int8 kernels while
+# staying well below the exporter's 15%, which must also pass random-weight models (9.6%).
+INT8_REL_RMS_TOL = 0.10
 TEST_SEED = 777  # trajectories for the tolerance test: neither calibration's (123) nor validation's (321)
 
 
@@ -75,7 +79,7 @@ def test_int8_file_is_int8_with_the_unet_contract(bundled_export: Path) -> None:
     manifest = json.loads((bundled_export / MANIFEST_FILE).read_text())
     assert INT8_UNET_FILE in manifest["files"] and manifest["graphs"]["unet_int8"]["file"] == INT8_UNET_FILE
     check = manifest["validation"]["files"][INT8_UNET_FILE]
-    assert check["bound"] == "rel_rms" and check["passed"]
+    assert check["bound"] == "rel_rms" and check["passed"] and check["rel_rms"] <= check["tolerance"]
     sizes = {name: (bundled_export / name).stat().st_size for name in (INT8_UNET_FILE, spec.file)}
     assert sizes[INT8_UNET_FILE] < sizes[spec.file] / 3  # int8 weights: a quarter of the bytes, plus scales
 
@@ -92,7 +96,7 @@ def test_int8_eps_within_stated_tolerance_on_unseen_states(model: torch.nn.Modul
         den += float((ref ** 2).sum())
     rel_rms = (num / den) ** 0.5
     print(f"int8 eps relative RMS error on {len(feeds)} unseen DDIM states: {rel_rms:.4f}")
-    assert 0 < rel_rms <= Tolerances().int8_eps_rel_rms  # 0 would mean the file is not quantized at all
+    assert 0 < rel_rms <= INT8_REL_RMS_TOL  # 0 would mean the file is not quantized at all
 
 
 def test_runtime_int8_sampler_is_the_reference_sampler_with_the_int8_network(

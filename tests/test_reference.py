@@ -1,4 +1,5 @@
-"""The eager reference samplers against a re-derivation written here from NOTES.md.
+"""The eager reference samplers against a re-derivation written here from the course's sampler
+text (README.md, "Upstream quirks").
 
 The re-derivation shares no code with spritegen.export.reference: schedule, index
 walk, save rule and update formulas are typed again from the course's text, so a

@@ -10,7 +10,7 @@ import typer
 from spritegen.contract import ModelConfig, ScheduleConfig
 from spritegen.errors import SpriteGenError
 from spritegen.training.config import TrainConfig
-from spritegen.training.wandb_run import MODES
+from spritegen.wandb_env import MODES
 
 app = typer.Typer(add_completion=False, help=__doc__)
 _D = TrainConfig()
@@ -44,6 +44,10 @@ def main(
     from spritegen.training.run import train
 
     try:
+        try:
+            config.model.validate()
+        except ValueError as exc:
+            raise SpriteGenError(f"--n-feat: {exc}") from None
         if wandb_mode not in MODES:
             raise SpriteGenError(f"--wandb must be one of {', '.join(MODES)}, got {wandb_mode!r}")
         train(config, out, resume=resume, wandb_mode=wandb_mode, stop_at=stop_at)

@@ -17,7 +17,7 @@ from spritegen.contract import ModelConfig, ScheduleConfig
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one run; defaults are the course's recipe (NOTES.md)."""
+    """Hyperparameters of one run; defaults are the course's recipe (docs/training.md)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -13,7 +13,7 @@ Every file is written to a temporary name and renamed, so nothing is ever half-w
 from __future__ import annotations
 
 import json
-import os
+import math
 import statistics
 import time
 from pathlib import Path
@@ -25,11 +25,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from spritegen.contract import CHECKPOINT_FILE
 from spritegen.errors import SpriteGenError
+from spritegen.export.run_config import RUN_CONFIG_FILE  # the name an artifact directory's config has
+from spritegen.files import atomic_write, write_text_atomic
 from spritegen.training.config import TrainConfig
-from spritegen.training.trainer import Trainer, draw_batch, is_finite, load_data
+from spritegen.training.trainer import Trainer, draw_batch, load_data
 
 STATE_FILE = "state.pt"
-RUN_CONFIG_FILE = "config.json"  # the name export.checkpoint reads beside a checkpoint
 FINAL_LOSS_WINDOW = 200  # final_loss = mean loss of the last this-many steps
 
 
@@ -38,12 +39,11 @@ class TrainingError(SpriteGenError):
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """`obj` (text, or anything torch.save takes) to `path` all-or-nothing (spritegen.files)."""
     if isinstance(obj, str):
-        tmp.write_text(obj)
+        write_text_atomic(path, obj)
     else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _start(config: TrainConfig, out: Path, resume: bool) -> tuple[Trainer, dict[str, Any]]:
@@ -139,7 +139,7 @@ def _loop(trainer: Trainer, history: dict[str, Any], images: torch.Tensor, label
             start = time.perf_counter()
             loss = trainer.step(batch)
             history["step_s"].append(time.perf_counter() - start)
-            if not is_finite(loss):
+            if not math.isfinite(loss):  # nan or +-inf
                 raise TrainingError(f"loss became {loss} at step {trainer.step_count}; lower --lrate "
                                     "or resume from the last checkpoint")
             history["recent"] = (history["recent"] + [loss])[-FINAL_LOSS_WINDOW:]

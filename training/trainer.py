@@ -1,6 +1,6 @@
 """The course's training recipe with the correct forward process, resumable.
 
-Recipe (NOTES.md): Adam, lr decayed linearly to 0, batch 100, the context zeroed for
+Recipe (the course's training lesson; docs/training.md): Adam, lr decayed linearly to 0, batch 100, the context zeroed for
 ~20% of samples (so unconditional sampling and guidance work), t uniform in 1..T,
 loss = MSE(eps_theta(x_t, t/T, c), eps). The forward process is DDPM's (Ho et al.
 2020, eq. 4): x_t = sqrt(ab_t) * x_0 + sqrt(1 - ab_t) * eps. The course's code omits the
@@ -15,7 +15,6 @@ moving average (EMA) of the trained ones, BatchNorm statistics included.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -134,7 +133,3 @@ def load_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
     images, labels = make_sprites(config.dataset_size, seed=config.data_seed)
     return torch.from_numpy(images), torch.from_numpy(labels)
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)  # False for nan and +-inf

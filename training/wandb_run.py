@@ -10,37 +10,13 @@ Without credentials the run is written offline under the run directory
 
 from __future__ import annotations
 
-import netrc
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-PROJECT = "dlai_sprite_diffusion"  # the course's project name
-MODES = ("auto", "online", "offline", "disabled")
+from spritegen.wandb_env import MODES, PROJECT, resolve_mode
 
-
-def logged_in() -> bool:
-    """True when W&B credentials exist (WANDB_API_KEY or a ~/.netrc entry for the W&B host)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
-    try:
-        return netrc.netrc().authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def resolve_mode(mode: str) -> str:
-    """auto -> WANDB_MODE if set, else online when logged in, else offline."""
-    if mode not in MODES:
-        raise ValueError(f"W&B mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode != "auto":
-        return mode
-    env = os.environ.get("WANDB_MODE")
-    if env in ("online", "offline", "disabled"):
-        return env
-    return "online" if logged_in() else "offline"
+__all__ = ["MODES", "WandbRun"]
 
 
 class WandbRun:

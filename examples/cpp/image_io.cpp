@@ -19,7 +19,6 @@ struct Rgb {
 
 // [-1, 1] -> 0..255 per channel, sprite b at grid cell (b % kPerRow, b / kPerRow).
 Rgb to_grid(const Tensor& s, int scale) {
-  if (s.shape.size() != 4 || s.shape[1] != 3) throw Error("images must be [B, 3, H, W], got " + s.shape_str());
   const int64_t B = s.shape[0], H = s.shape[2], W = s.shape[3];
   const int64_t cols = std::min(B, kPerRow), rows = (B + kPerRow - 1) / kPerRow;
   Rgb img{cols * W * scale, rows * H * scale, {}};
@@ -108,13 +107,15 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 }  // namespace
 
-void write_image(const std::string& path, const Tensor& sprites, int scale) {
-  if (scale < 1 || scale > 64) throw Error("--scale must be in 1..64, got " + std::to_string(scale));
+Status write_image(const std::string& path, const Tensor& sprites, int scale) {
+  if (scale < 1 || scale > 64) return invalid("--scale must be in 1..64, got " + std::to_string(scale));
+  if (sprites.shape.size() != 4 || sprites.shape[1] != 3 || sprites.data.size() != sprites.numel())
+    return invalid("images must be [B, 3, H, W], got " + sprites.shape_str());
   const Rgb img = to_grid(sprites, scale);
   if (ends_with(path, ".png")) return write_file_atomic(path, encode_png(img));
-  if (!ends_with(path, ".ppm")) throw Error("output '" + path + "' must end in .ppm or .png");
+  if (!ends_with(path, ".ppm")) return invalid("output '" + path + "' must end in .ppm or .png");
   const std::string header = "P6\n" + std::to_string(img.width) + " " + std::to_string(img.height) + "\n255\n";
-  write_file_atomic(path, header + img.pixels);
+  return write_file_atomic(path, header + img.pixels);
 }
 
 }  // namespace spritegen

@@ -9,6 +9,6 @@ namespace spritegen {
 
 // Writes the batch as a grid (up to 8 sprites a row), each pixel a scale x scale block.
 // The format follows the extension: .ppm (binary P6) or .png (uncompressed, no zlib needed).
-void write_image(const std::string& path, const Tensor& sprites, int scale);
+Status write_image(const std::string& path, const Tensor& sprites, int scale);
 
 }  // namespace spritegen

@@ -1,30 +1,39 @@
 // spritegen_cpp: the command line around spritegen::Sampler (sampler.hpp).
 //
 //   spritegen_cpp --export-dir D --class hero [--blend food=0.6] [--sampler ddim|ddpm] [--n 25]
-//                 [--seed S | --noise x_T.npy [--step-noise z.npy]] --out sprite.ppm|png
-//                 [--out-npy sprite.npy] [--repeat N]
-// Every bad argument or file: one `error:` line on stderr and a non-zero exit (2 usage, 1 run).
+//                 [--seed S[,S...] | --noise x_T.npy [--step-noise z.npy]] --out sprite.ppm|png
+//                 [--out-npy sprite.npy] [--out-rgba sprite.rgba] [--warm-up] [--from-memory] [--repeat N]
+//   spritegen_cpp noise --seed S[,S...] --stream I[,I...] --count N --out normals.npy
+// No exceptions anywhere (it builds with -fno-exceptions): every bad argument or file is a
+// Status, printed as one `error:` line on stderr with exit 2 (invalid request) or 1 (the rest).
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
-#include <optional>
-#include <random>
+#include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "image_io.hpp"
+#include "noise.hpp"
 #include "npy.hpp"
 #include "sampler.hpp"
 
 namespace {
-using spritegen::Error;
+using spritegen::Code;
+using spritegen::invalid;
+using spritegen::Status;
 using spritegen::Tensor;
 
 const char kUsage[] = R"(usage: spritegen_cpp --export-dir D [options]
+       spritegen_cpp noise --seed S[,S...] --stream I[,I...] --count N --out FILE.npy
 
-Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C++ API).
+Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C API).
 
   --export-dir D        export directory (manifest.json, ddim_step/ddpm_step/ddim_loop.onnx)
   --class NAMES         comma-separated class names, one sprite each (hero,non-hero,food,
@@ -32,34 +41,36 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
   --blend NAME=W[,...]  add W * NAME to every context row, e.g. --class hero --blend food=0.6
   --sampler ddim|ddpm   default ddim
   --n N                 DDIM steps, 1..T (default 25)
-  --eta E               DDIM stochasticity, >= 0 (default 0: deterministic)
+  --eta E               DDIM stochasticity in 0..1 (default 0: deterministic)
   --guidance W          classifier-free guidance weight, >= 0 (default 0: off)
   --graph auto|loop|step  DDIM graph: ddim_loop.onnx when n and eta allow (auto), or per step
   --num N               sprites when noise is drawn (default: number of --class names, or 1)
-  --seed S              seed of the standard-normal draws (std::mt19937_64; default 0)
+  --seed S[,S...]       seed in [0, 2^64) of the portable noise (docs/noise.md; default 0);
+                        several: one per sprite (row r = the batch-1 sprite of seed r)
   --noise FILE          x_T as float32 .npy [B,3,H,W] (instead of --seed)
   --step-noise FILE     per-step noise float32 .npy [T,B,3,H,W], step_noise[i-1] = noise of step i
   --out FILE            sprite grid, .ppm or .png
   --out-npy FILE        final sprites as float32 .npy [B,3,H,W] in [-1,1]
+  --out-rgba FILE       final sprites as raw RGBA8 bytes [B,H,W,4] (a texture upload's layout)
   --scale K             pixels per sprite pixel in --out (default 4)
   --threads N           ONNX Runtime intra-op threads (default: all cores)
   --spin                let idle ORT threads busy-wait (faster on an idle machine only)
+  --from-memory         read the files first and open the export from bytes (the engine path)
+  --warm-up             Sampler::warm_up at the batch size before the first sprite
   --repeat N            time N more generate() calls after the first; prints one JSON line
   --help                this text
+
+noise: writes float32 [streams, seeds, count]: normals(seed, stream, count) of spritegen-normal.
 )";
 
 struct Args {
-  std::string export_dir, out, out_npy, noise, step_noise, sampler = "ddim", graph = "auto";
+  std::string export_dir, out, out_npy, out_rgba, noise, step_noise, sampler = "ddim", graph = "auto";
   std::vector<std::string> classes;
   std::vector<std::pair<std::string, float>> blend;
+  std::vector<uint64_t> seeds;
   int n = 25, num = 0, scale = 4, threads = 0, repeat = 0;
-  bool spin = false;
+  bool spin = false, warm_up = false, from_memory = false, help = false;
   float eta = 0.0f, guidance = 0.0f;
-  std::optional<uint64_t> seed;
-};
-
-struct UsageError : Error {
-  using Error::Error;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -71,120 +82,159 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return parts;
 }
 
-template <typename T>
-T number(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    const long double v = std::stold(text, &used);
-    if (used != text.size() || !std::isfinite(static_cast<double>(v))) throw std::invalid_argument(text);
-    if constexpr (std::is_integral_v<T>) {
-      if (v != std::floor(v) || v < 0 || v > 1e15) throw std::invalid_argument(text);
-    }
-    return static_cast<T>(v);
-  } catch (const std::logic_error&) {
-    throw UsageError(flag + " needs a " + (std::is_integral_v<T> ? "non-negative integer" : "number") +
-                     ", got '" + text + "'");
-  }
+Status to_u64(const std::string& flag, const std::string& text, uint64_t max, uint64_t* out) {
+  const bool digits = !text.empty() && text.size() <= 20 &&
+                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  errno = 0;
+  const unsigned long long v = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
+  if (!digits || errno == ERANGE || v > max)
+    return invalid(flag + " needs an integer in 0.." + std::to_string(max) + ", got '" + text + "'");
+  *out = v;
+  return {};
 }
 
-Args parse(int argc, char** argv) {
-  Args a;
+Status to_int(const std::string& flag, const std::string& text, int* out) {
+  uint64_t v = 0;
+  SPRITEGEN_TRY(to_u64(flag, text, 1000000000, &v));
+  *out = static_cast<int>(v);
+  return {};
+}
+
+Status to_float(const std::string& flag, const std::string& text, float* out) {
+  char* end = nullptr;
+  errno = 0;
+  const float v = text.empty() ? NAN : std::strtof(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE || !std::isfinite(v))
+    return invalid(flag + " needs a number, got '" + text + "'");
+  *out = v;
+  return {};
+}
+
+Status to_seeds(const std::string& flag, const std::string& text, std::vector<uint64_t>* out) {
+  for (const std::string& item : split(text, ',')) {
+    uint64_t seed = 0;
+    SPRITEGEN_TRY(to_u64(flag, item, UINT64_MAX, &seed));
+    out->push_back(seed);
+  }
+  return {};
+}
+
+Status parse_value(Args& a, const std::string& flag, const std::string& v) {
+  if (flag == "--export-dir") a.export_dir = v;
+  else if (flag == "--class") a.classes = split(v, ',');
+  else if (flag == "--blend") {
+    for (const std::string& item : split(v, ',')) {
+      const size_t eq = item.find('=');
+      if (eq == std::string::npos) return invalid("--blend takes NAME=WEIGHT, got '" + item + "'");
+      float weight = 0.0f;
+      SPRITEGEN_TRY(to_float("--blend " + item.substr(0, eq), item.substr(eq + 1), &weight));
+      a.blend.emplace_back(item.substr(0, eq), weight);
+    }
+  } else if (flag == "--sampler") a.sampler = v;
+  else if (flag == "--graph") a.graph = v;
+  else if (flag == "--n") return to_int(flag, v, &a.n);
+  else if (flag == "--eta") return to_float(flag, v, &a.eta);
+  else if (flag == "--guidance") return to_float(flag, v, &a.guidance);
+  else if (flag == "--num") return to_int(flag, v, &a.num);
+  else if (flag == "--seed") return to_seeds(flag, v, &a.seeds);
+  else if (flag == "--noise") a.noise = v;
+  else if (flag == "--step-noise") a.step_noise = v;
+  else if (flag == "--out") a.out = v;
+  else if (flag == "--out-npy") a.out_npy = v;
+  else if (flag == "--out-rgba") a.out_rgba = v;
+  else if (flag == "--scale") return to_int(flag, v, &a.scale);
+  else if (flag == "--threads") return to_int(flag, v, &a.threads);
+  else if (flag == "--repeat") return to_int(flag, v, &a.repeat);
+  else return invalid("unknown option '" + flag + "' (see --help)");
+  return {};
+}
+
+Status parse(int argc, char** argv, Args* a) {
   for (int k = 1; k < argc; ++k) {
     const std::string flag = argv[k];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (flag == "--spin") {
-      a.spin = true;
-      continue;
-    }
-    if (k + 1 >= argc)
-      throw UsageError(flag.rfind("--", 0) == 0 ? flag + " needs a value" : "unexpected argument '" + flag + "'");
-    const std::string v = argv[++k];
-    if (flag == "--export-dir") a.export_dir = v;
-    else if (flag == "--class") a.classes = split(v, ',');
-    else if (flag == "--blend") {
-      for (const std::string& item : split(v, ',')) {
-        const size_t eq = item.find('=');
-        if (eq == std::string::npos) throw UsageError("--blend takes NAME=WEIGHT, got '" + item + "'");
-        const std::string name = item.substr(0, eq);
-        a.blend.emplace_back(name, number<float>("--blend " + name, item.substr(eq + 1)));
-      }
-    } else if (flag == "--sampler") a.sampler = v;
-    else if (flag == "--graph") a.graph = v;
-    else if (flag == "--n") a.n = number<int>(flag, v);
-    else if (flag == "--eta") a.eta = number<float>(flag, v);
-    else if (flag == "--guidance") a.guidance = number<float>(flag, v);
-    else if (flag == "--num") a.num = number<int>(flag, v);
-    else if (flag == "--seed") a.seed = number<uint64_t>(flag, v);
-    else if (flag == "--noise") a.noise = v;
-    else if (flag == "--step-noise") a.step_noise = v;
-    else if (flag == "--out") a.out = v;
-    else if (flag == "--out-npy") a.out_npy = v;
-    else if (flag == "--scale") a.scale = number<int>(flag, v);
-    else if (flag == "--threads") a.threads = number<int>(flag, v);
-    else if (flag == "--repeat") a.repeat = number<int>(flag, v);
-    else throw UsageError("unknown option '" + flag + "' (see --help)");
+    if (flag == "--help" || flag == "-h") a->help = true;
+    else if (flag == "--spin") a->spin = true;
+    else if (flag == "--warm-up") a->warm_up = true;
+    else if (flag == "--from-memory") a->from_memory = true;
+    else if (k + 1 >= argc)
+      return invalid(flag.rfind("--", 0) == 0 ? flag + " needs a value" : "unexpected argument '" + flag + "'");
+    else SPRITEGEN_TRY(parse_value(*a, flag, argv[++k]));
   }
-  return a;
+  return {};
 }
 
 bool ends_with(const std::string& s, const std::string& end) {
   return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
 }
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw UsageError(message);
+Status validate(const Args& a) {
+  const std::vector<std::pair<bool, std::string>> rules = {
+      {!a.export_dir.empty(), "--export-dir is required (a spritegen-export directory)"},
+      {!a.out.empty() || !a.out_npy.empty() || !a.out_rgba.empty() || a.repeat > 0,
+       "--out FILE.ppm|png (or --out-npy / --out-rgba FILE) is required"},
+      {a.out.empty() || ends_with(a.out, ".ppm") || ends_with(a.out, ".png"),
+       "--out must end in .ppm or .png, got '" + a.out + "'"},
+      {a.out_npy.empty() || ends_with(a.out_npy, ".npy"), "--out-npy must end in .npy, got '" + a.out_npy + "'"},
+      {a.sampler == "ddim" || a.sampler == "ddpm", "--sampler must be ddim or ddpm, got '" + a.sampler + "'"},
+      {a.graph == "auto" || a.graph == "loop" || a.graph == "step",
+       "--graph must be auto, loop or step, got '" + a.graph + "'"},
+      {a.seeds.empty() || a.noise.empty(), "give either --seed or --noise, not both"},
+      {a.step_noise.empty() || !a.noise.empty(), "--step-noise needs --noise (x_T) too"},
+      {a.noise.empty() || !a.num, "--num comes from the --noise file's batch; drop --num"},
+      {a.num <= 4096, "--num must be in 1..4096"},
+      {a.scale >= 1 && a.scale <= 64, "--scale must be in 1..64"},
+      {!(a.sampler == "ddpm" && a.graph == "loop"), "--graph loop is DDIM only"},
+  };
+  for (const auto& [ok, message] : rules)
+    if (!ok) return invalid(message);
+  return {};
 }
 
-void validate(const Args& a) {
-  require(!a.export_dir.empty(), "--export-dir is required (a spritegen-export directory)");
-  require(!a.out.empty() || !a.out_npy.empty() || a.repeat > 0, "--out FILE.ppm|png (or --out-npy FILE) is required");
-  require(a.out.empty() || ends_with(a.out, ".ppm") || ends_with(a.out, ".png"),
-          "--out must end in .ppm or .png, got '" + a.out + "'");
-  require(a.out_npy.empty() || ends_with(a.out_npy, ".npy"), "--out-npy must end in .npy, got '" + a.out_npy + "'");
-  require(a.sampler == "ddim" || a.sampler == "ddpm", "--sampler must be ddim or ddpm, got '" + a.sampler + "'");
-  require(a.graph == "auto" || a.graph == "loop" || a.graph == "step",
-          "--graph must be auto, loop or step, got '" + a.graph + "'");
-  require(!(a.seed && !a.noise.empty()), "give either --seed or --noise, not both");
-  require(a.step_noise.empty() || !a.noise.empty(), "--step-noise needs --noise (x_T) too");
-  require(a.noise.empty() || !a.num, "--num comes from the --noise file's batch; drop --num");
-  require(a.num >= 0 && a.num <= 4096, "--num must be in 1..4096");
-  require(a.scale >= 1 && a.scale <= 64, "--scale must be in 1..64");
-  require(!(a.sampler == "ddpm" && a.graph == "loop"), "--graph loop is DDIM only");
-}
-
-// x_T: from --noise, or standard normal draws from mt19937_64(seed) (documented, not numpy's).
-Tensor initial_noise(const Args& a, const spritegen::Manifest& m) {
-  if (!a.noise.empty()) return spritegen::read_npy(a.noise);
-  const int64_t batch = a.num ? a.num : std::max<int64_t>(1, static_cast<int64_t>(a.classes.size()));
-  Tensor x({batch, m.channels, m.height, m.height});
-  std::mt19937_64 rng(a.seed.value_or(0));
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& v : x.data) v = normal(rng);
-  return x;
+// The export from its directory, or (--from-memory) from bytes read here first, as an
+// engine's asset system would hand them over.
+Status open_sampler(const Args& a, std::unique_ptr<spritegen::Sampler>* out) {
+  const spritegen::Config config{a.threads, a.spin};
+  if (!a.from_memory) return spritegen::Sampler::open(a.export_dir, config, out);
+  const auto slurp = [](const std::string& path, std::string* bytes) -> Status {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {Code::bad_export, "cannot read " + path + ": not a complete spritegen export"};
+    bytes->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return {};
+  };
+  std::string manifest_json;
+  SPRITEGEN_TRY(slurp(a.export_dir + "/manifest.json", &manifest_json));
+  spritegen::Manifest manifest;
+  SPRITEGEN_TRY(spritegen::Manifest::parse(manifest_json, a.export_dir + "/manifest.json", &manifest));
+  spritegen::Files files;
+  for (const auto& entry : manifest.graphs)
+    SPRITEGEN_TRY(slurp(a.export_dir + "/" + entry.second.file, &files[entry.second.file]));
+  return spritegen::Sampler::from_memory(manifest_json, std::move(files), config, out);
 }
 
 // [B, K]: one row per --class name (or one row for all), each plus the --blend weights.
-Tensor make_context(const Args& a, const spritegen::Sampler& s, int64_t batch) {
+Status make_context(const Args& a, const spritegen::Sampler& s, int64_t batch, Tensor* out) {
   std::vector<std::vector<float>> rows;
-  if (a.classes.empty()) rows.push_back(s.context_row(a.blend));
+  std::vector<std::pair<std::string, float>> weights = a.blend;
+  if (a.classes.empty()) {
+    rows.emplace_back();
+    SPRITEGEN_TRY(s.context_row(weights, &rows.back()));
+  }
   for (const std::string& name : a.classes) {
-    auto weights = a.blend;
+    weights = a.blend;
     weights.emplace_back(name, 1.0f);
-    rows.push_back(s.context_row(weights));
+    rows.emplace_back();
+    SPRITEGEN_TRY(s.context_row(weights, &rows.back()));
   }
   if (rows.size() != 1 && static_cast<int64_t>(rows.size()) != batch)
-    throw UsageError(std::to_string(rows.size()) + " --class names for a batch of " + std::to_string(batch) +
-                     ": give one name or one per sprite");
+    return invalid(std::to_string(rows.size()) + " --class names for a batch of " + std::to_string(batch) +
+                   ": give one name or one per sprite");
   const int64_t K = s.manifest().n_cfeat;
-  Tensor c({batch, K});
+  *out = Tensor({batch, K});
   for (int64_t b = 0; b < batch; ++b) {
     const std::vector<float>& row = rows[rows.size() == 1 ? 0 : b];
-    std::copy(row.begin(), row.end(), c.data.begin() + b * K);
+    std::copy(row.begin(), row.end(), out->data.begin() + b * K);
   }
-  return c;
+  return {};
 }
 
 double percentile(std::vector<double> v, double q) {
@@ -192,58 +242,134 @@ double percentile(std::vector<double> v, double q) {
   return v[static_cast<size_t>(std::lround(q * static_cast<double>(v.size() - 1)))];
 }
 
-// Times a.repeat generate() calls (after run()'s first, the warm-up); one JSON line on stdout.
-void print_latency(const Args& a, spritegen::Sampler& sampler, const Tensor& context, const Tensor& noise,
-                   const spritegen::Options& o) {
-  using clock = std::chrono::steady_clock;
-  std::vector<double> ms;
-  for (int r = 0; r < a.repeat; ++r) {
-    const auto start = clock::now();
-    sampler.generate(context, noise, o);
-    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - start).count());
-  }
-  const int steps = o.method == spritegen::Method::ddpm ? sampler.manifest().timesteps : o.steps;
-  std::printf("{\"sampler\": \"%s\", \"graph\": \"%s\", \"n\": %d, \"batch\": %lld, \"repeat\": %d, "
-              "\"median_ms\": %.3f, \"p90_ms\": %.3f, \"min_ms\": %.3f}\n",
-              a.sampler.c_str(), sampler.graph_for(o).c_str(), steps, static_cast<long long>(noise.shape[0]),
-              a.repeat, percentile(ms, 0.5), percentile(ms, 0.9), percentile(ms, 0.0));
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-int run(const Args& a) {
-  spritegen::Sampler sampler(a.export_dir, a.threads, a.spin);
-  const Tensor noise = initial_noise(a, sampler.manifest());
-  std::optional<Tensor> step_noise;
-  if (!a.step_noise.empty()) step_noise = spritegen::read_npy(a.step_noise);
-  spritegen::Options o;
-  o.method = a.sampler == "ddpm" ? spritegen::Method::ddpm : spritegen::Method::ddim;
-  o.steps = a.n;
-  o.eta = a.eta;
-  o.guidance = a.guidance;
-  o.use_loop = a.graph != "step";
-  o.step_noise = step_noise ? &*step_noise : nullptr;
-  o.seed = a.seed.value_or(0) + 1;  // step noise: a stream apart from x_T's
-  if (a.graph == "loop" && sampler.graph_for(o) != "ddim_loop")
-    throw UsageError("--graph loop needs --n " + std::to_string(sampler.manifest().ddim_loop_steps) +
-                     " and --eta 0 (the steps baked into ddim_loop.onnx)");
-  const Tensor context = make_context(a, sampler, noise.shape.empty() ? 0 : noise.shape[0]);
-  const Tensor sprites = sampler.generate(context, noise, o);  // also the warm-up for --repeat
-  if (a.repeat > 0) print_latency(a, sampler, context, noise, o);
-  if (!a.out.empty()) spritegen::write_image(a.out, sprites, a.scale);
-  if (!a.out_npy.empty()) spritegen::write_npy(a.out_npy, sprites);
-  return 0;
+// One call of the sampler: seeded (one seed, or one per row) or fed the noise files.
+struct Request {
+  Tensor context, noise, step_noise;
+  bool injected = false, has_step_noise = false;
+  std::vector<uint64_t> seeds;
+  spritegen::Options options;
+
+  Status run(spritegen::Sampler& s, Tensor* sprites) const {
+    if (injected) return s.generate(context, noise, has_step_noise ? &step_noise : nullptr, options, sprites);
+    if (seeds.size() == 1) return s.generate(context, seeds[0], options, sprites);
+    return s.generate(context, seeds, options, sprites);
+  }
+};
+
+Status sample(const Args& a) {
+  using clock = std::chrono::steady_clock;
+  auto start = clock::now();
+  std::unique_ptr<spritegen::Sampler> sampler;
+  SPRITEGEN_TRY(open_sampler(a, &sampler));
+  const double load_ms = ms_since(start);
+  Request req;
+  req.options.method = a.sampler == "ddpm" ? spritegen::Method::ddpm : spritegen::Method::ddim;
+  req.options.steps = a.n;
+  req.options.eta = a.eta;
+  req.options.guidance = a.guidance;
+  req.options.use_loop = a.graph != "step";
+  if (a.graph == "loop" && sampler->graph_for(req.options) != "ddim_loop")
+    return invalid("--graph loop needs --n " + std::to_string(sampler->manifest().ddim_loop_steps) +
+                   " and --eta 0 (the steps baked into ddim_loop.onnx)");
+  int64_t batch = a.num ? a.num : std::max<int64_t>({1, static_cast<int64_t>(a.classes.size()),
+                                                     static_cast<int64_t>(a.seeds.size())});
+  req.injected = !a.noise.empty();
+  if (req.injected) {
+    SPRITEGEN_TRY(spritegen::read_npy(a.noise, &req.noise));
+    batch = req.noise.shape.empty() ? 0 : req.noise.shape[0];
+    req.has_step_noise = !a.step_noise.empty();
+    if (req.has_step_noise) SPRITEGEN_TRY(spritegen::read_npy(a.step_noise, &req.step_noise));
+  } else {
+    req.seeds = a.seeds.empty() ? std::vector<uint64_t>{0} : a.seeds;
+    if (req.seeds.size() > 1 && static_cast<int64_t>(req.seeds.size()) != batch)
+      return invalid(std::to_string(req.seeds.size()) + " seeds for a batch of " + std::to_string(batch) +
+                     ": give one seed, or one per sprite");
+  }
+  SPRITEGEN_TRY(make_context(a, *sampler, batch, &req.context));
+  double warm_up_ms = -1;
+  if (a.warm_up) {
+    start = clock::now();
+    SPRITEGEN_TRY(sampler->warm_up(batch, req.options));
+    warm_up_ms = ms_since(start);
+  }
+  Tensor sprites;
+  start = clock::now();
+  SPRITEGEN_TRY(req.run(*sampler, &sprites));
+  const double first_ms = ms_since(start);
+  if (a.repeat > 0) {  // steady state: the calls after the first
+    std::vector<double> ms;
+    Tensor again;
+    for (int r = 0; r < a.repeat; ++r) {
+      start = clock::now();
+      SPRITEGEN_TRY(req.run(*sampler, &again));
+      ms.push_back(ms_since(start));
+    }
+    const int steps = a.sampler == "ddpm" ? sampler->manifest().timesteps : a.n;
+    std::printf("{\"sampler\": \"%s\", \"graph\": \"%s\", \"n\": %d, \"batch\": %lld, \"repeat\": %d, "
+                "\"load_ms\": %.3f, \"warm_up_ms\": %s, \"first_ms\": %.3f, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
+                "\"min_ms\": %.3f}\n",
+                a.sampler.c_str(), sampler->graph_for(req.options).c_str(), steps, static_cast<long long>(batch),
+                a.repeat, load_ms, warm_up_ms < 0 ? "null" : std::to_string(warm_up_ms).c_str(), first_ms,
+                percentile(ms, 0.5), percentile(ms, 0.9), percentile(ms, 0.0));
+  }
+  if (!a.out.empty()) SPRITEGEN_TRY(spritegen::write_image(a.out, sprites, a.scale));
+  if (!a.out_npy.empty()) SPRITEGEN_TRY(spritegen::write_npy(a.out_npy, sprites));
+  if (!a.out_rgba.empty()) {
+    const std::vector<uint8_t> rgba = spritegen::to_rgba8(sprites);
+    SPRITEGEN_TRY(spritegen::write_file_atomic(a.out_rgba, std::string(rgba.begin(), rgba.end())));
+  }
+  return {};
+}
+
+// `noise`: float32 [streams, seeds, count], out[s, r] = normals(seeds[r], streams[s], count).
+Status noise_command(int argc, char** argv) {
+  std::vector<uint64_t> seeds, streams;
+  uint64_t count = 0;
+  std::string out;
+  for (int k = 2; k < argc; k += 2) {
+    const std::string flag = argv[k];
+    if (k + 1 >= argc) return invalid(flag + " needs a value");
+    const std::string v = argv[k + 1];
+    if (flag == "--seed") SPRITEGEN_TRY(to_seeds(flag, v, &seeds));
+    else if (flag == "--stream") {
+      for (const std::string& item : split(v, ',')) {
+        streams.emplace_back();
+        SPRITEGEN_TRY(to_u64(flag, item, UINT32_MAX, &streams.back()));
+      }
+    } else if (flag == "--count") SPRITEGEN_TRY(to_u64(flag, v, uint64_t{1} << 28, &count));
+    else if (flag == "--out") out = v;
+    else return invalid("unknown noise option '" + flag + "' (see --help)");
+  }
+  if (seeds.empty() || streams.empty() || count == 0 || !ends_with(out, ".npy"))
+    return invalid("noise needs --seed, --stream, --count >= 1 and --out FILE.npy");
+  Tensor t({static_cast<int64_t>(streams.size()), static_cast<int64_t>(seeds.size()), static_cast<int64_t>(count)});
+  for (size_t s = 0; s < streams.size(); ++s)
+    for (size_t r = 0; r < seeds.size(); ++r)
+      spritegen::noise::normals(seeds[r], static_cast<uint32_t>(streams[s]),
+                                t.data.data() + (s * seeds.size() + r) * count, count);
+  return spritegen::write_npy(out, t);
+}
+
+int report(const Status& status) {
+  if (status.ok()) return 0;
+  std::cerr << "error: " << status.message() << "\n";
+  return status.code() == Code::invalid_argument ? 2 : 1;
 }
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const Args args = parse(argc, argv);
-    validate(args);
-    return run(args);
-  } catch (const UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {  // spritegen::Error, Ort::Exception, std::bad_alloc
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+  if (argc > 1 && std::string(argv[1]) == "noise") return report(noise_command(argc, argv));
+  Args args;
+  Status status = parse(argc, argv, &args);
+  if (status.ok() && args.help) {
+    std::cout << kUsage;
+    return 0;
   }
+  if (status.ok()) status = validate(args);
+  if (status.ok()) status = sample(args);
+  return report(status);
 }

@@ -13,51 +13,60 @@ namespace {
 const char kMagic[] = "\x93NUMPY";
 
 // The value of 'key' in the header dict, as written ("'<f4'", "False", "(1, 3, 16, 16)").
-std::string header_field(const std::string& header, const std::string& key, const std::string& path) {
+bool header_field(const std::string& header, const std::string& key, std::string* value) {
   const std::regex pattern("'" + key + "'\\s*:\\s*('[^']*'|True|False|\\([^)]*\\))");
   std::smatch match;
-  if (!std::regex_search(header, match, pattern)) throw Error(path + ": .npy header has no '" + key + "'");
-  return match[1];
+  if (!std::regex_search(header, match, pattern)) return false;
+  *value = match[1];
+  return true;
 }
 
-std::vector<int64_t> parse_shape(const std::string& text) {
-  std::vector<int64_t> shape;
-  std::string digits;
+// "(1, 3, 16, 16)" -> {1, 3, 16, 16}; false on a dimension above 2^31.
+bool parse_shape(const std::string& text, std::vector<int64_t>* shape) {
+  int64_t dim = -1;
   for (char ch : text.substr(1)) {
-    if (ch >= '0' && ch <= '9') digits += ch;
-    else if (!digits.empty()) shape.push_back(std::stoll(digits)), digits.clear();
+    if (ch >= '0' && ch <= '9') {
+      dim = (dim < 0 ? 0 : dim) * 10 + (ch - '0');
+      if (dim > (int64_t{1} << 31)) return false;
+    } else if (dim >= 0) {
+      shape->push_back(dim);
+      dim = -1;
+    }
   }
-  return shape;
+  return true;
 }
 }  // namespace
 
-Tensor read_npy(const std::string& path) {
+Status read_npy(const std::string& path, Tensor* out) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open '" + path + "'");
+  if (!in) return {Code::io, "cannot open '" + path + "'"};
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.size() < 10 || bytes.compare(0, 6, kMagic, 6) != 0) throw Error(path + " is not a .npy file");
+  if (bytes.size() < 10 || bytes.compare(0, 6, kMagic, 6) != 0) return invalid(path + " is not a .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   const size_t len_size = major == 1 ? 2 : 4;
   size_t header_len = 0;
   for (size_t k = 0; k < len_size; ++k)
     header_len |= size_t(static_cast<unsigned char>(bytes[8 + k])) << (8 * k);
   const size_t offset = 8 + len_size + header_len;
-  if (major < 1 || major > 3 || bytes.size() < offset) throw Error(path + ": unsupported or truncated .npy header");
+  if (major < 1 || major > 3 || bytes.size() < offset) return invalid(path + ": unsupported or truncated .npy header");
   const std::string header = bytes.substr(8 + len_size, header_len);
-  const std::string descr = header_field(header, "descr", path);
-  if (descr != "'<f4'") throw Error(path + " holds dtype " + descr + "; float32 ('<f4') is needed (np.float32)");
-  if (header_field(header, "fortran_order", path) != "False")
-    throw Error(path + " is in Fortran order; save a C-order array (np.ascontiguousarray)");
+  std::string descr, order, shape;
+  if (!header_field(header, "descr", &descr) || !header_field(header, "fortran_order", &order) ||
+      !header_field(header, "shape", &shape))
+    return invalid(path + ": .npy header lacks descr, fortran_order or shape");
+  if (descr != "'<f4'") return invalid(path + " holds dtype " + descr + "; float32 ('<f4') is needed (np.float32)");
+  if (order != "False") return invalid(path + " is in Fortran order; save a C-order array (np.ascontiguousarray)");
   Tensor t;
-  t.shape = parse_shape(header_field(header, "shape", path));
-  t.data.resize(t.numel());
+  if (!parse_shape(shape, &t.shape)) return invalid(path + ": .npy shape " + shape + " is too large");
   if (bytes.size() - offset != t.numel() * sizeof(float))
-    throw Error(path + ": data size does not match shape " + t.shape_str());
+    return invalid(path + ": data size does not match shape " + t.shape_str());
+  t.data.resize(t.numel());
   std::memcpy(t.data.data(), bytes.data() + offset, t.numel() * sizeof(float));
-  return t;
+  *out = std::move(t);
+  return {};
 }
 
-void write_npy(const std::string& path, const Tensor& tensor) {
+Status write_npy(const std::string& path, const Tensor& tensor) {
   std::ostringstream dict;
   dict << "{'descr': '<f4', 'fortran_order': False, 'shape': (";
   for (size_t k = 0; k < tensor.shape.size(); ++k)  // "(n,)" for one axis, "(a, b)" otherwise
@@ -74,23 +83,24 @@ void write_npy(const std::string& path, const Tensor& tensor) {
   bytes += static_cast<char>(header.size() >> 8);
   bytes += header;
   bytes.append(reinterpret_cast<const char*>(tensor.data.data()), tensor.data.size() * sizeof(float));
-  write_file_atomic(path, bytes);
+  return write_file_atomic(path, bytes);
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
+Status write_file_atomic(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out.flush()) {
       std::remove(tmp.c_str());
-      throw Error("cannot write '" + path + "'");
+      return {Code::io, "cannot write '" + path + "'"};
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
-    throw Error("cannot write '" + path + "'");
+    return {Code::io, "cannot write '" + path + "'"};
   }
+  return {};
 }
 
 }  // namespace spritegen

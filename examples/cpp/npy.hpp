@@ -7,13 +7,13 @@
 
 namespace spritegen {
 
-// Reads a float32 ('<f4'), C-order .npy file; anything else is a clear Error.
-Tensor read_npy(const std::string& path);
+// Reads a float32 ('<f4'), C-order .npy file; anything else is a clear invalid_argument/io Status.
+Status read_npy(const std::string& path, Tensor* out);
 
 // Writes a float32 C-order .npy (format 1.0), via a temporary file renamed at the end.
-void write_npy(const std::string& path, const Tensor& tensor);
+Status write_npy(const std::string& path, const Tensor& tensor);
 
 // Writes `bytes` to path through path + ".tmp" and a rename, so no half-written file is left.
-void write_file_atomic(const std::string& path, const std::string& bytes);
+Status write_file_atomic(const std::string& path, const std::string& bytes);
 
 }  // namespace spritegen

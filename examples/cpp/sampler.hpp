@@ -1,31 +1,29 @@
-// SpriteGen sampler on ONNX Runtime's C++ API: the piece a game engine copies.
+// SpriteGen sampler on ONNX Runtime's C API: the piece a game engine copies.
 //
-// Reads a `spritegen-export` directory (manifest.json + ddim_step.onnx / ddpm_step.onnx /
-// ddim_loop.onnx) and turns starting noise plus a context vector into 16x16 sprites.
-// The schedule lives inside the step graphs, so this code only walks step indices:
+// Reads a `spritegen-export` (manifest.json + ddim_step.onnx / ddpm_step.onnx / ddim_loop.onnx)
+// from a directory or from bytes the engine's asset system hands over, and turns a context
+// vector plus a seed into 16x16 sprites: the same sprites, for the same seed, as the Python
+// runtime and the browser module (the noise is spritegen-normal, noise.hpp). The schedule
+// lives inside the step graphs, so this code only walks step indices:
 // DDPM i = T..1; DDIM (i, i_prev) with i = T, T-s, ... > 0, s = T / n, i_prev = max(i - s, 0).
 //
-// Dependencies: onnxruntime_cxx_api.h (any ORT >= 1.21 at run time) and nlohmann/json.
-// Copy sampler.hpp/.cpp and sha256.hpp/.cpp; everything else in examples/cpp is the CLI around them.
+// Nothing throws: every call that can fail returns a spritegen::Status (status.hpp), so it
+// builds and works with -fno-exceptions. It uses ONNX Runtime's C API (its C++ API throws).
+// Dependencies: onnxruntime_c_api.h (any ORT >= 1.21 at run time) and nlohmann/json.
+// Copy sampler.*, manifest.cpp, ort_state.*, noise.*, sha256.* and status.hpp; the rest of
+// examples/cpp is the CLI.
 #pragma once
-
-#include <onnxruntime_cxx_api.h>
 
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <random>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-namespace spritegen {
+#include "status.hpp"
 
-// Every failure the sampler detects itself (bad export dir, wrong shapes, unknown class).
-struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+namespace spritegen {
 
 // A dense float32 array in C order.
 struct Tensor {
@@ -38,7 +36,7 @@ struct Tensor {
   std::string shape_str() const;  // "[1, 3, 16, 16]"
 };
 
-std::string shape_string(const std::vector<int64_t>& shape);  // "[1, 3, 16, 16]"
+std::string shape_string(const std::vector<int64_t>& shape);
 
 enum class Method { ddim, ddpm };
 
@@ -48,8 +46,11 @@ struct Options {
   float eta = 0.0f;       // DDIM stochasticity: 0 = the course's deterministic DDIM
   float guidance = 0.0f;  // classifier-free guidance weight w: eps = (1+w) eps(c) - w eps(0)
   bool use_loop = true;   // DDIM: run ddim_loop.onnx (one call) when n and eta allow it
-  const Tensor* step_noise = nullptr;  // [T,B,C,H,W]: step_noise[i-1] = noise of step i
-  uint64_t seed = 0;      // step noise when step_noise is null: mt19937_64 + normal_distribution
+};
+
+struct Config {
+  int threads = 0;     // ONNX Runtime intra-op threads; 0 = all cores
+  bool spin = false;   // idle ORT threads busy-wait (only on cores nothing else needs)
 };
 
 // What this program needs from manifest.json.
@@ -68,59 +69,63 @@ struct Manifest {
   };
   std::map<std::string, Graph> graphs;  // "ddim_step", "ddpm_step", "ddim_loop"
 
-  static Manifest load(const std::string& export_dir);
+  // Parses manifest.json text; `where` names it in messages. Refuses a noise generator
+  // other than spritegen-normal v1 (a manifest without "noise" predates the record: v1).
+  static Status parse(const std::string& json_text, const std::string& where, Manifest* out);
 };
+
+// File name -> bytes: an export handed over in memory (the manifest's graph files).
+using Files = std::map<std::string, std::string>;
 
 class Sampler {
  public:
-  // Opens the export directory. threads = 0 lets ONNX Runtime use every core. spin = false
-  // parks idle worker threads instead of busy-waiting: on a shared or busy machine (a game
-  // engine has its own threads) spinning steals the cores the work needs.
-  explicit Sampler(const std::string& export_dir, int threads = 0, bool spin = false);
+  // An export directory. Checks that the manifest is valid and every graph file is there;
+  // each graph's sha256 is checked when it is first opened (or in preload/warm_up).
+  static Status open(const std::string& export_dir, const Config& config, std::unique_ptr<Sampler>* out);
+  // The same export as bytes: manifest.json's text and the graph files by name. The
+  // sampler owns the bytes and drops each graph's once its session is built.
+  static Status from_memory(const std::string& manifest_json, Files files, const Config& config,
+                            std::unique_ptr<Sampler>* out);
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
 
-  // context: [B, K] (one-hot, blend, or zeros); noise: x_T [B, C, H, W].
-  // Returns the final sprites [B, C, H, W], clipped to [-1, 1].
-  Tensor generate(const Tensor& context, const Tensor& noise, const Options& options = {});
+  // Verifies and opens the graph `options` runs, now instead of in the first generate().
+  Status preload(const Options& options = {});
+  // preload, then one throw-away generate() at `batch`: ONNX Runtime's first run of a
+  // session plans memory and picks kernels (about ten times a steady call), so a game
+  // pays that at a loading screen, not in a frame.
+  Status warm_up(int64_t batch, const Options& options = {});
+
+  // Sprites [B, C, H, W] in [-1, 1] for context [B, K] (one-hot, blend, or zeros).
+  // One seed: x_T and every step's noise drawn for the whole batch in C order.
+  Status generate(const Tensor& context, uint64_t seed, const Options& options, Tensor* sprites);
+  // One seed per row: row r equals the batch-1 call with seeds[r] (how a server merges requests).
+  Status generate(const Tensor& context, const std::vector<uint64_t>& seeds, const Options& options,
+                  Tensor* sprites);
+  // Injected noise: x_T [B, C, H, W], and step_noise [T, B, C, H, W] (step_noise[i-1] is the
+  // noise of the step starting at i) when the sampler adds noise (DDPM, DDIM with eta > 0).
+  Status generate(const Tensor& context, const Tensor& noise, const Tensor* step_noise, const Options& options,
+                  Tensor* sprites);
 
   // One context row from class weights, e.g. {{"hero", 1}, {"food", 0.6f}}.
-  std::vector<float> context_row(const std::vector<std::pair<std::string, float>>& weights) const;
+  Status context_row(const std::vector<std::pair<std::string, float>>& weights, std::vector<float>* row) const;
 
   const Manifest& manifest() const { return manifest_; }
-  // The (i, i_prev) pairs of an n-step DDIM run (the export contract's ddim_pairs).
-  std::vector<std::pair<int64_t, int64_t>> ddim_pairs(int n) const;
   // Which graph generate() runs for these options: "ddim_loop", "ddim_step" or "ddpm_step".
   std::string graph_for(const Options& options) const;
 
  private:
-  struct Session {
-    Ort::Session session;
-    Manifest::Graph io;
-  };
-  Session& session(const std::string& key);  // verified and opened on first use, then kept
-  void check_inputs(const Tensor& context, const Tensor& noise, const Options& options) const;
-  void run_loop();
-  void run_steps(const std::string& key, const Options& options);
-  void fill_noise(int64_t i, const Options& options);
-  Ort::Value value_for(const std::string& input, int parity);  // an OrtValue over a buffer
-  Ort::Value view(std::vector<float>& buffer, const std::vector<int64_t>& shape);
+  struct Impl;
+  Sampler(Manifest manifest, std::unique_ptr<Impl> impl);
+  Status run(const Tensor& context, const Tensor& noise, const Options& options, Tensor* sprites);
 
-  std::string dir_;
   Manifest manifest_;
-  Ort::Env env_;
-  Ort::SessionOptions session_options_;
-  Ort::MemoryInfo memory_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  std::map<std::string, std::unique_ptr<Session>> sessions_;
-
-  // Buffers reused across steps (and across calls of the same batch size).
-  std::vector<int64_t> image_shape_;  // [B, C, H, W]
-  std::vector<float> x_[2];           // ping-pong state x_i -> x_prev
-  std::vector<float> c_;              // [GB, K]: context, then zeros when guided
-  std::vector<float> z_;              // this step's noise
-  int64_t i_ = 0, i_prev_ = 0;
-  float eta_ = 0.0f, w_ = 0.0f;
-  std::vector<int64_t> context_shape_;  // [GB, K]
-  int cur_ = 0;                       // x_[cur_] holds the current state
-  std::mt19937_64 rng_;               // step noise when none is injected
+  std::unique_ptr<Impl> impl_;
 };
+
+// Sprites [B, 3, H, W] in [-1, 1] -> RGBA8 [B, H, W, 4] (alpha 255), ready for a texture
+// upload: byte = round((clamp(x, -1, 1) + 1) * 127.5).
+std::vector<uint8_t> to_rgba8(const Tensor& sprites);
 
 }  // namespace spritegen

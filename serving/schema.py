@@ -1,0 +1,95 @@
+"""The served models' request and response tensors: names, dtypes and per-sprite shapes.
+
+One home for what the PyTriton binding declares, the request parser reads and
+`spritegen.client` sends. Shapes and dtypes are derived from the export (its model
+config and schedule) and from the IO contract's graph specs, never retyped: the context
+is what the network's `c` input takes, noise what the step graphs' `x`/`z` take.
+
+Every tensor carries a leading batch dimension of sprites (Triton's max_batch_size > 0):
+one request may hold several sprites, each row its own context, seed and noise. Sampler
+parameters (n, eta, guidance) are per row too; rows are only ever merged with rows that
+share them (serving.batching). numpy only: the client imports this without pytriton.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, ModelConfig
+
+SAMPLERS = ("ddim", "ddpm")
+MODELS = {"ddim": "spritegen_ddim", "ddpm": "spritegen_ddpm"}  # Triton model name per sampler
+SEED_DTYPE = np.dtype(np.uint64)  # seeds are 64-bit (the runtime's noise generator keys)
+UNCONDITIONAL = "unconditional"  # class_name of a zero context row, as the CLI spells it
+DEFAULTS = {"n": DDIM_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}  # when a request omits them
+
+
+def _graph_dtype(graph: str, tensor: str) -> np.dtype:
+    specs = {s.name: s for s in (*GRAPHS[graph].inputs, *GRAPHS[graph].outputs)}
+    return np.dtype(specs[tensor].dtype)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One request input or response output, per sprite (the batch dimension is implied)."""
+
+    name: str
+    dtype: np.dtype  # np.dtype(object) for Triton BYTES
+    shape: tuple[int, ...]
+    doc: str
+    samplers: tuple[str, ...] = SAMPLERS  # the models that declare it
+
+    @property
+    def is_bytes(self) -> bool:
+        return self.dtype == np.dtype(object)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Inputs and outputs of the served models for one export's model and schedule."""
+
+    inputs: tuple[Field, ...]
+    outputs: tuple[Field, ...]
+    classes: int  # K: context width
+    image: tuple[int, int, int]  # (C, H, W)
+    timesteps: int  # T
+
+    def inputs_of(self, sampler: str) -> tuple[Field, ...]:
+        return tuple(f for f in self.inputs if sampler in f.samplers)
+
+    def input(self, name: str) -> Field:
+        return next(f for f in self.inputs if f.name == name)
+
+
+def schema(model: ModelConfig, timesteps: int) -> Schema:
+    """The request/response tensors for sprites of `model` on a T = `timesteps` schedule."""
+    k, image = model.n_cfeat, (model.in_channels, model.height, model.height)
+    c, h, w = image
+    f32, obj = np.dtype(np.float32), np.dtype(object)
+    context_dtype = _graph_dtype("unet", "c")
+    noise_dtype = _graph_dtype("ddim_step", "x")
+    inputs = (
+        Field("context", context_dtype, (k,), "context row: one-hot, blend weights (finite, >= 0) or zeros "
+              "(unconditional); give exactly one of context, class_name, class_index"),
+        Field("class_name", obj, (1,), f"class name (or '{UNCONDITIONAL}')"),
+        Field("class_index", np.dtype(np.int64), (1,), f"class index 0..{k - 1}"),
+        Field("seed", SEED_DTYPE, (1,), "noise seed; the sprite equals Sampler.ddim/ddpm([context], seed=seed) "
+              "in-process; absent: a fresh seed, returned in used_seed"),
+        Field("noise", noise_dtype, image, "explicit x_T (standard normal draws) instead of the seed's"),
+        Field("step_noise", _graph_dtype("ddim_step", "z"), (timesteps, c, h, w),
+              "explicit noise of every step (index i-1 for the step starting at i): DDPM, or DDIM with eta > 0"),
+        Field("n", np.dtype(np.int64), (1,), f"DDIM steps 1..{timesteps} (default {DDIM_DEFAULT_STEPS})",
+              samplers=("ddim",)),
+        Field("eta", f32, (1,), "DDIM stochasticity 0..1 (default 0: deterministic)", samplers=("ddim",)),
+        Field("guidance", f32, (1,), "classifier-free guidance weight >= 0 (default 0: off)"),
+    )
+    outputs = (
+        Field("sprite", _graph_dtype("ddim_loop", "sample"), image, "the sprite, float32 in [-1, 1]"),
+        Field("pixels", np.dtype(np.uint8), (h, w, 3), "the sprite as RGB pixels (H, W, 3)"),
+        Field("used_seed", SEED_DTYPE, (1,), "the seed the sprite was drawn with (given or fresh)"),
+        Field("error", obj, (1,), "empty on success; else the one-line reason this request was refused "
+              "(set only when it shared a batch with valid requests; see docs/serving.md)"),
+    )
+    return Schema(inputs=inputs, outputs=outputs, classes=k, image=image, timesteps=timesteps)

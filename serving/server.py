@@ -1,0 +1,113 @@
+"""Run Triton with the Sampler inside: start, bind both samplers, serve until a signal.
+
+PyTriton starts a real `tritonserver` whose Python-backend stub loads
+`libpython3.X.so` by name. Where Python is not the system's (pyenv, conda, a venv on
+another build) the loader can find the system's libpython first and the model fails to
+load; so the running interpreter's LIBDIR goes first on the LD_LIBRARY_PATH the server
+is spawned with (set in our environment for the start only: PyTriton copies it then).
+
+Shutdown: SIGTERM and SIGINT stop the server the way Triton stops: it refuses new
+requests, waits up to `exit_timeout_s` for the in-flight ones, which our inference
+threads finish, then exits; the process then returns normally (exit status 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from spritegen.errors import SpriteGenError
+from spritegen.runtime import Sampler
+from spritegen.serving.binding import QuietRefusals, make_infer
+from spritegen.serving.options import ServeOptions
+from spritegen.serving.schema import MODELS, SAMPLERS, Schema, schema
+
+
+def libpython_dir() -> str | None:
+    """The directory holding this interpreter's libpython (None for a static build)."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    library = sysconfig.get_config_var("LDLIBRARY")
+    if libdir and library and (Path(libdir) / library).exists():
+        return str(libdir)
+    return None
+
+
+@contextmanager
+def stub_library_path() -> Iterator[None]:
+    """LD_LIBRARY_PATH with this interpreter's LIBDIR first, for processes spawned inside."""
+    libdir, before = libpython_dir(), os.environ.get("LD_LIBRARY_PATH")
+    if libdir:
+        os.environ["LD_LIBRARY_PATH"] = libdir + (os.pathsep + before if before else "")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = before
+
+
+def serving_schema(sampler: Sampler) -> Schema:
+    return schema(sampler.manifest.model, sampler.timesteps)
+
+
+def start(sampler: Sampler, options: ServeOptions):
+    """A running `pytriton.triton.Triton` serving MODELS from `sampler` (caller stops it)."""
+    try:
+        from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor
+        from pytriton.triton import Triton, TritonConfig
+    except ImportError as exc:
+        raise SpriteGenError(f"serving needs the serve extra ({exc.name} is missing): "
+                             "pip install 'spritegen[serve]'") from None
+    config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
+                          grpc_port=options.grpc_port, metrics_address=options.host,
+                          metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s,
+                          log_verbose=0)
+    logging.getLogger("pytriton.proxy.inference").addFilter(QuietRefusals())
+    io = serving_schema(sampler)
+    batcher = DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us,
+                             default_queue_policy=QueuePolicy(max_queue_size=options.max_queue_size))
+    triton = Triton(config=config)
+    try:
+        for kind in SAMPLERS:
+            infer = make_infer(sampler, kind, io, options.max_batch_size)
+            triton.bind(
+                model_name=MODELS[kind], infer_func=[infer] * options.instances,
+                inputs=[Tensor(name=f.name, dtype=f.dtype.type if not f.is_bytes else bytes, shape=f.shape,
+                               optional=True) for f in io.inputs_of(kind)],
+                outputs=[Tensor(name=f.name, dtype=f.dtype.type if not f.is_bytes else bytes, shape=f.shape)
+                         for f in io.outputs],
+                config=ModelConfig(max_batch_size=options.max_batch_size, batcher=batcher),
+                strict=True,
+            )
+        with stub_library_path():
+            triton.run()
+    except BaseException:  # a failed bind, or SIGTERM/Ctrl-C while starting: leave nothing running
+        triton.stop()
+        raise
+    return triton
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so both take the same orderly path:
+    PyTriton's serve loop stops the server on it, and startup cleans up on it."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_forever(triton) -> None:
+    """Block until SIGTERM/SIGINT (inside sigterm_interrupts) or the server dies, then stop
+    gracefully: Triton drains the in-flight requests first (module doc)."""
+    triton.serve()

@@ -1,0 +1,128 @@
+"""Start and stop a real `spritegen serve` (Triton via PyTriton) on 127.0.0.1 for tests.
+
+Every server runs as its own process (`python -m spritegen.cli serve ...`, the user's
+command) on free loopback ports, is waited for with a bounded readiness loop, and is
+stopped by the test that started it (SIGTERM, then SIGKILL after a bound).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from spritegen.serving.schema import MODELS
+
+STARTUP_S = 90.0  # Triton starts in ~3.5 s on a quiet 2-core machine; a busy one is far slower
+STOP_S = 30.0
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports the kernel says are free now (held open together while chosen)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    http: int
+    grpc: int
+    metrics: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://127.0.0.1:{self.grpc}"
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    def ready(self) -> bool:
+        """Both models loaded (the server's own readiness comes before PyTriton binds them)."""
+        try:
+            for model in MODELS.values():
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/models/{model}/ready",
+                                            timeout=2) as response:
+                    if response.status != 200:
+                        return False
+            return True
+        except OSError:
+            return False
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process and its children (tritonserver, stub), KiB."""
+        return sum(_rss(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+
+    def stop(self) -> int:
+        """SIGTERM, wait (bounded), SIGKILL the group if still alive; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait(timeout=STOP_S)
+
+
+@contextmanager
+def running_server(export_dir: Path, log_dir: Path, *options: str) -> Iterator[Server]:
+    """A `spritegen serve export_dir` with `options` on free ports, ready, stopped on exit."""
+    http, grpc, metrics = free_ports(3)
+    log = log_dir / f"serve-{http}.log"
+    command = [sys.executable, "-m", "spritegen.cli", "serve", str(export_dir), "--http-port", str(http),
+               "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--provider", "cpu", "--threads", "1",
+               *options]
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(process, http, grpc, metrics, log)
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not server.ready():
+            if process.poll() is not None:
+                raise RuntimeError(f"spritegen serve exited with {process.returncode}: {log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"spritegen serve not ready after {STARTUP_S} s: {log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        server.stop()
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        found += [int(c) for c in children]
+        todo += [int(c) for c in children]
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,262 @@
+"""`spritegen serve` against the real server: Triton (via PyTriton) started on 127.0.0.1 by
+these tests, driven through spritegen.client over HTTP and gRPC, stopped by them.
+
+One module server answers most tests (startup costs seconds); the overload and SIGTERM
+tests share a second one started with a one-request queue, which the SIGTERM test stops.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spritegen.client import Client, ServerBusy
+from spritegen.errors import InputError
+from spritegen.runtime import Sampler
+from tests.serving_support import Server, running_server
+
+BATCHING_TOL = 1e-5  # served sprite vs in-process batch-1 call: only ORT's batch-size-dependent rounding
+MAX_BATCH = 8
+CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
+
+
+@pytest.fixture(scope="module")
+def served(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # 50 ms of queue delay: requests sent together are reliably merged into one batch
+    with running_server(export_dir, tmp_path_factory.mktemp("serve"), "--max-batch-size", str(MAX_BATCH),
+                        "--queue-delay-us", "50000") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(served: Server) -> Iterator[Client]:
+    with Client(served.url) as c:
+        yield c
+
+
+def _counters(server: Server, model: str = "spritegen_ddim") -> dict[str, float]:
+    """Triton's Prometheus counters for `model`: success, failure (all reasons), executions."""
+    text = server.metrics_text()
+    def total(metric: str) -> float:
+        return sum(float(v) for v in re.findall(rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M))
+    return {"success": total("nv_inference_request_success"), "failure": total("nv_inference_request_failure"),
+            "executions": total("nv_inference_exec_count")}
+
+
+# ------------------------------------------------------------------ batching
+def test_batching_does_not_change_answers(served: Server, client: Client, sampler: Sampler) -> None:
+    """8 single-sprite requests sent at once are merged (fewer executions than requests), and
+    each sprite equals in-process Sampler.ddim([context], seed=s) for its seed."""
+    seeds = [11, 12, 13, 14, 15, 16, 17, 18]
+    contexts = [CLASSES[k % 5] for k in range(8)]
+    before = _counters(served)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda k: _one(served, contexts[k], seeds[k]), range(8)))
+    after = _counters(served)
+    assert after["success"] - before["success"] == 8
+    assert after["executions"] - before["executions"] < 8  # merged into fewer sampler calls
+    worst = 0.0
+    for ctx, seed, answer in zip(contexts, seeds, answers):
+        local = sampler.ddim([ctx], seed=seed)
+        worst = max(worst, float(np.abs(answer.sprites - local).max()))
+        assert answer.seeds.tolist() == [seed]
+    print(f"served vs in-process batch-1, 8 merged requests: max abs diff {worst:.2e}")
+    assert worst <= BATCHING_TOL
+
+
+def _one(server: Server, context: str, seed: int, **params):
+    with Client(server.url) as c:  # tritonclient's HTTP client is one per thread
+        return c.ddim([context], seed=seed, **params)
+
+
+def test_different_parameters_are_not_merged(served: Server, sampler: Sampler) -> None:
+    """Concurrent requests with different n / guidance each get their own parameters' sprite."""
+    cases = [dict(n=5), dict(n=10), dict(n=5, guidance=2.0), dict(n=10, guidance=0.5)]
+    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+        answers = list(pool.map(lambda p: _one(served, "food", 3, **p), cases))
+    for params, answer in zip(cases, answers):
+        assert np.abs(answer.sprites - sampler.ddim(["food"], seed=3, **params)).max() <= BATCHING_TOL
+
+
+def test_explicit_noise_and_stochastic_ddim(client: Client, sampler: Sampler) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, *sampler.image_shape), dtype=np.float32)
+    z = rng.standard_normal((sampler.timesteps, 2, *sampler.image_shape), dtype=np.float32)
+    served = client.ddim(["hero", {"food": 1, "spell": 0.5}], n=10, eta=0.5, noise=x, step_noise=z, seed=[1, 2])
+    local = sampler.ddim(["hero", {"food": 1, "spell": 0.5}], n=10, eta=0.5, noise=x, step_noise=z)
+    assert np.abs(served.sprites - local).max() <= BATCHING_TOL
+    assert served.pixels.shape == (2, *sampler.image_shape[1:], 3) and served.pixels.dtype == np.uint8
+
+
+def test_ddpm_over_grpc(served: Server, sampler: Sampler) -> None:
+    with Client(served.grpc_url) as c:
+        answer = c.ddpm([2], seed=7)
+    assert np.abs(answer.sprites - sampler.ddpm(["food"], seed=7)).max() <= BATCHING_TOL
+
+
+def test_one_seed_for_a_batch_means_what_it_means_in_process(client: Client, sampler: Sampler) -> None:
+    """seed=int for B sprites: the batch's noise as one array (the client draws it and sends it)."""
+    contexts = ["hero", None, "spell"]
+    for params in (dict(n=5), dict(n=5, eta=0.7)):
+        served = client.ddim(contexts, seed=21, **params).sprites
+        assert np.abs(served - sampler.ddim(contexts, seed=21, **params)).max() <= BATCHING_TOL, params
+
+
+def test_sample_with_server_writes_the_local_grid(served: Server, export_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from spritegen.cli import app
+
+    common = ["sample", "--classes", "hero,food", "--num", "2", "--n", "10", "--seed", "5"]
+    local = CliRunner().invoke(app, [*common, "--export-dir", str(export_dir), "--out", str(tmp_path / "local.png"),
+                                     "--npy", str(tmp_path / "local.npy")])
+    remote = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "remote.png"),
+                                      "--npy", str(tmp_path / "remote.npy")])
+    assert local.exit_code == 0 and remote.exit_code == 0, (local.output, remote.output)
+    assert np.abs(np.load(tmp_path / "local.npy") - np.load(tmp_path / "remote.npy")).max() <= BATCHING_TOL
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "local.png")), np.asarray(Image.open(tmp_path / "remote.png")))
+    gif = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "g.png"),
+                                   "--gif", str(tmp_path / "g.gif")])
+    assert gif.exit_code == 1 and "--gif needs a local run" in gif.output and not (tmp_path / "g.png").exists()
+
+
+def test_fresh_seed_is_reported_and_reproduces(client: Client) -> None:
+    first = client.ddim(["spell"], n=5)
+    again = client.ddim(["spell"], n=5, seed=int(first.seeds[0]))
+    assert np.array_equal(first.sprites, again.sprites)
+
+
+# ------------------------------------------------------------------ bad input
+def _rows(**arrays) -> dict[str, np.ndarray]:
+    base = {"class_name": np.array([[b"hero"]], dtype=object), "seed": np.array([[1]], np.uint64),
+            "n": np.array([[2]], np.int64)}
+    base.update(arrays)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+F32 = np.float32
+MALFORMED = [
+    ("ddim", _rows(class_name=np.array([[b"dragon"]], dtype=object)), "unknown class 'dragon'"),
+    ("ddim", _rows(class_name=np.array([[b"\xff\xfe"]], dtype=object)), "class_name is not UTF-8"),
+    ("ddim", _rows(class_name=None, class_index=np.array([[7]], np.int64)), "class_index 7 is out of range"),
+    ("ddim", _rows(class_name=None, class_index=np.array([[-1]], np.int64)), "class_index -1 is out of range"),
+    ("ddim", _rows(class_name=None, context=np.array([[1, np.nan, 0, 0, 0]], F32)), "must be finite"),
+    ("ddim", _rows(class_name=None, context=np.array([[1, -2, 0, 0, 0]], F32)), "must be >= 0"),
+    ("ddim", _rows(class_name=None, context=np.ones((1, 4), F32)), "unexpected shape for input 'context'"),
+    ("ddim", _rows(class_name=None, context=np.ones((1, 5), np.float64)), "data-type is 'FP64'"),
+    ("ddim", _rows(context=np.ones((1, 5), F32)), "exactly one of context, class_name, class_index"),
+    ("ddim", _rows(class_name=None), "exactly one of context, class_name, class_index"),
+    ("ddim", _rows(n=np.array([[0]], np.int64)), "n must be an integer in 1..500, got 0"),
+    ("ddim", _rows(n=np.array([[501]], np.int64)), "n must be an integer in 1..500, got 501"),
+    ("ddim", _rows(eta=np.array([[1.5]], F32)), "eta must be a finite number in 0..1"),
+    ("ddim", _rows(eta=np.array([[np.nan]], F32)), "eta must be a finite number in 0..1"),
+    ("ddim", _rows(guidance=np.array([[-1]], F32)), "guidance must be a finite number >= 0"),
+    ("ddpm", _rows(n=None, guidance=np.array([[np.nan]], F32)), "guidance must be a finite number >= 0"),
+    ("ddim", _rows(noise=np.full((1, 3, 16, 16), np.inf, F32)), "noise holds NaN or Inf"),
+    ("ddim", _rows(noise=np.zeros((1, 3, 8, 8), F32)), "unexpected shape for input 'noise'"),
+    ("ddim", _rows(class_name=np.array([[b"hero"]] * (MAX_BATCH + 1), dtype=object),
+                   seed=np.arange(MAX_BATCH + 1, dtype=np.uint64)[:, None],
+                   n=np.full((MAX_BATCH + 1, 1), 2, np.int64)), f"batch-size must be <= {MAX_BATCH}"),
+    ("ddim", _rows(temperature=np.ones((1, 1), F32)), "unexpected inference input 'temperature'"),
+    ("ddpm", _rows(), "unexpected inference input 'n'"),
+    ("ddim", _rows(seed=np.array([[1], [2]], np.uint64)), "batch"),
+]
+
+
+@pytest.mark.parametrize(("kind", "inputs", "message"), MALFORMED,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(MALFORMED)])
+def test_malformed_request_is_refused_with_its_reason(client: Client, kind: str, inputs: dict,
+                                                       message: str) -> None:
+    with pytest.raises(InputError) as info:
+        client.infer(kind, inputs)
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+    assert "Traceback" not in str(info.value)
+    assert client.ddim(["hero"], n=1, seed=5).sprites.shape == (1, 3, 16, 16)  # the next valid one succeeds
+
+
+def test_bad_request_batched_with_good_ones_spoils_nothing(served: Server, sampler: Sampler) -> None:
+    """A refused request merged with valid ones: they get their sprites, it gets its line."""
+    contexts = ["hero", "food", "dragon", "spell"]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(_one, served, ctx, 9, n=3) for ctx in contexts]
+    for ctx, future in zip(contexts, futures):
+        if ctx == "dragon":
+            with pytest.raises(InputError, match="unknown class 'dragon'"):
+                future.result()
+        else:
+            assert np.abs(future.result().sprites - sampler.ddim([ctx], seed=9, n=3)).max() <= BATCHING_TOL
+
+
+def test_metrics_count_successes_and_failures(served: Server, client: Client) -> None:
+    before = _counters(served)
+    client.ddim(["hero"], n=1, seed=1)
+    with pytest.raises(InputError):
+        client.ddim(["dragon"], n=1, seed=1)
+    after = _counters(served)
+    assert after["success"] - before["success"] == 1
+    assert after["failure"] - before["failure"] == 1
+
+
+def test_soak_memory_is_stable(served: Server) -> None:
+    """A bounded soak: 1,000 one-step requests from 16 clients; resident memory of the
+    server's processes after a warm-up vs at the end (a longer soak: benchmarks.serve)."""
+    def burst(count: int) -> int:
+        with Client(served.url) as c:
+            return sum(c.ddim([CLASSES[k % 5]], n=1, seed=k).sprites.shape[0] for k in range(count))
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert sum(pool.map(burst, [13] * 16)) == 208  # warm-up: pools and arenas reach their size
+        start = served.rss_kib()
+        began = time.monotonic()
+        assert sum(pool.map(burst, [50] * 16)) == 800
+        seconds = time.monotonic() - began
+    end = served.rss_kib()
+    print(f"soak: 1008 requests, RSS after warm-up {start / 1024:.0f} MiB, at end {end / 1024:.0f} MiB, "
+          f"last 800 in {seconds:.1f} s")
+    assert end <= start * 1.05 + 16 * 1024
+
+
+# ------------------------------------------------------------------ overload, shutdown
+@pytest.fixture(scope="module")
+def tiny(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(export_dir, tmp_path_factory.mktemp("tiny"), "--max-batch-size", "1",
+                        "--max-queue-size", "1", "--queue-delay-us", "0", "--exit-timeout", "20") as server:
+        yield server
+
+
+def test_overload_is_rejected_at_once_then_serves(tiny: Server, sampler: Sampler) -> None:
+    def attempt(seed: int) -> str:
+        try:
+            with Client(tiny.url) as c:
+                c.ddim(["hero"], n=50, seed=seed)
+            return "ok"
+        except ServerBusy:
+            return "busy"
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        outcomes = list(pool.map(attempt, range(48)))
+    assert set(outcomes) <= {"ok", "busy"}  # anything else raised out of attempt()
+    assert outcomes.count("busy") > 0 and outcomes.count("ok") > 0, outcomes
+    with Client(tiny.url) as c:
+        assert np.abs(c.ddim(["food"], n=5, seed=4).sprites - sampler.ddim(["food"], n=5, seed=4)).max() <= BATCHING_TOL
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(tiny: Server) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_one, tiny, "hero", 1, n=150)  # ~0.3-2 s of work
+        time.sleep(0.3)
+        assert not pending.done()
+        tiny.process.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert pending.result(timeout=60).sprites.shape == (1, 3, 16, 16)
+        status = tiny.process.wait(timeout=30)
+    print(f"SIGTERM: exited {status} {time.monotonic() - began:.1f} s after the signal")
+    assert status == 0
