@@ -215,7 +215,7 @@ def _graph_checkpoint(metadata: dict[str, str], file: str) -> str | None:
     digest = metadata.get(GraphMeta.CHECKPOINT_SHA256)
     if digest is None and GraphMeta.SOURCE in metadata:
         source = _meta_json(metadata[GraphMeta.SOURCE], file, GraphMeta.SOURCE)
-        digest = source.get("sha256") if isinstance(source, dict) else None
+        digest = (source.get(GraphMeta.CHECKPOINT_SHA256) or source.get("sha256")) if isinstance(source, dict) else None
     if digest is not None and not (isinstance(digest, str) and len(digest) == 64
                                    and all(c in "0123456789abcdef" for c in digest)):
         raise ExportDirError(f"{file} records checkpoint sha256 {str(digest)[:80]!r}, not 64 hex digits; re-export")

@@ -137,10 +137,11 @@ def checkpoint_digest(data: dict[str, Any]) -> str | None:
     if data.get("provenance") is None:
         return None
     provenance = section(data, "provenance")
-    for key in ("checkpoint_sha256", "sha256"):
-        if provenance.get(key) is not None:
-            return hex_digest(provenance[key], f"provenance.{key}")
-    return None
+    found = {hex_digest(provenance[key], f"provenance.{key}") for key in ("checkpoint_sha256", "sha256")
+             if provenance.get(key) is not None}
+    if len(found) > 1:
+        raise FieldError("provenance.checkpoint_sha256 and provenance.sha256 name different checkpoints")
+    return next(iter(found), None)
 
 
 def hex_digest(value: Any, name: str) -> str:

@@ -129,6 +129,7 @@ def test_version_and_flag_help() -> None:
     (["--gif", "t.png"], "--gif writes .gif"),
     (["--out", "/proc/x.png"], "--out: cannot create files in /proc"),
     (["--out", "missing/dir/grid.png"], "does not exist"),
+    (["--out", "x" * 300 + ".png"], "cannot write"),
     (["--out", "link.png"], "refusing to write link.png: it is a symlink"),
     (["--sampler", "ddpm", "--eta", "0.5"], "--eta is a DDIM option"),
     (["--sampler", "ddpm", "--n", "5", "--eta", "0.5"], "--n and --eta are DDIM options"),
@@ -153,7 +154,8 @@ def test_outputs_and_options_are_refused_before_the_export_is_opened(tmp_path: P
     ("compare", ["--n", "0", "--no-wandb"], "DDIM steps n must be an integer in 1..500"),
     ("compare", ["--impl", "loop", "--n", "7", "--no-wandb"], "n=25 only"),
     ("mix", ["--steps", "100000"], "more than --max-batch"),
-    ("mix", ["--sampler", "ddpm", "--steps", "90", "--num", "10"], "MiB of shared step noise"),
+    ("mix", ["--sampler", "ddpm", "--steps", "1", "--num", "1000", "--scale", "64"], "pixels, more than the"),
+    ("mix", ["--sampler", "ddpm", "--n", "5"], "--n is a DDIM option"),
 ])
 def test_requests_are_refused_before_sampling(export_dir: Path, tmp_path: Path, command: str, args: list[str],
                                               expected: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -288,7 +288,8 @@ HOSTILE_MANIFESTS = {
     "loop-string": (_set("ddim_loop_steps", "25"), "ddim_loop_steps must be an integer in 1..500"),
     "loop-missing": (_set("ddim_loop_steps", _DELETE), "ddim_loop_steps must be an integer in 1..500"),
     "provenance-string": (_set("provenance", "x"), "provenance must be an object"),
-    "provenance-hash": (_set("provenance/sha256", "zz"), "provenance.sha256 must be 64"),
+    "provenance-hash": (_set("provenance/checkpoint_sha256", "zz"), "provenance.checkpoint_sha256 must be 64"),
+    "provenance-two": (_set("provenance/sha256", "0" * 64), "name different checkpoints"),
 }
 
 
