@@ -66,9 +66,10 @@ def cached_export_dir() -> Path:
     return root / "exports" / cache_key(bundled_checkpoint())
 
 
-def default_export(say: Say, rebuild: bool = False) -> Path:
+def default_export(say: Say | None = None, rebuild: bool = False) -> Path:
     """The cached export of the bundled checkpoint, created on first use or when `rebuild`
-    (a damaged cache), which needs torch once."""
+    (a damaged cache), which needs torch once. `say` reports progress (default: stderr)."""
+    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     target = cached_export_dir()
     if (target / MANIFEST_FILE).is_file() and not rebuild:
         return target
