@@ -208,9 +208,10 @@ class Sampler:
         n = _check_steps(n, self.timesteps)
         eta = _check_number(eta, "eta", upper=1.0)
         rate = _check_rate(save_rate)
-        if impl == "loop" and (n != self.manifest.ddim_loop_steps or eta != 0 or rate is not None):
-            raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={self.manifest.ddim_loop_steps} "
-                             f"only and no intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
+        steps = self.manifest.ddim_loop_steps
+        if impl == "loop" and (n != steps or eta != 0 or rate is not None):
+            raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={steps} only and no "
+                             f"intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
         return n
 
     # ---------------------------------------------------------------- driving

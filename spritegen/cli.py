@@ -362,7 +362,8 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
                   "or pass --no-wandb)", markup=False, soft_wrap=True)
         return
     try:
-        with wandb.init(project=project, job_type="samplers_battle", config=config, mode=wandb_env.resolve_mode()) as run:
+        mode = wandb_env.resolve_mode()
+        with wandb.init(project=project, job_type="samplers_battle", config=config, mode=mode) as run:
             table = wandb.Table(columns=["input_noise", "ddpm", "ddim", "class", "ddpm_seconds", "ddim_seconds"])
             for k, label in enumerate(labels):
                 table.add_data(wandb.Image(to_pixels(noise[k], normalise=True)), wandb.Image(to_pixels(ddpm[k])),
