@@ -35,6 +35,8 @@ import numpy as np
 from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNET_FILES
 from spritegen.errors import ExportDirError, InputError
 from spritegen.runtime import limits
+from spritegen.runtime.checks import (check_array, check_finite, check_number, check_positive, check_rate,
+                                      check_steps, check_threads)
 from spritegen.runtime.context import Context, make_context
 from spritegen.runtime.manifest import Manifest, load_manifest
 from spritegen.runtime.noise import check_seed
@@ -97,8 +99,8 @@ class Sampler:
         max_batch: the most sprites one call may ask for (default limits.MAX_BATCH), refused
             before anything is allocated.
         """
-        threads = _check_threads(threads)
-        max_batch = _check_positive(max_batch, "max_batch")
+        threads = check_threads(threads)
+        max_batch = check_positive(max_batch, "max_batch")
         if spin is not None and not isinstance(spin, bool):
             raise InputError(f"spin must be True, False or None (automatic), got {spin!r}")
         manifest = load_manifest(export_dir)
@@ -174,7 +176,7 @@ class Sampler:
         if impl == "loop":
             raise InputError("impl='loop' exists for deterministic DDIM only (ddim_loop.onnx); "
                              "use impl='step' or 'unet' for DDPM")
-        rate = _check_rate(save_rate)
+        rate = check_rate(save_rate)
         plan = self._plan(("ddpm", rate), lambda: ddpm_plan(self.manifest.schedule, rate))
         return self._sample(plan, "ddpm_step", impl, context, noise, step_noise, seed, guidance, 0.0,
                             rate is not None, progress)
@@ -189,7 +191,7 @@ class Sampler:
         when `save_rate` is given: the unclipped state after every save_rate-th step and the last."""
         impl = self._call_impl(impl)
         n = self.check_ddim(n=n, eta=eta, save_rate=save_rate, impl=impl)
-        eta, rate = float(eta), _check_rate(save_rate)
+        eta, rate = float(eta), check_rate(save_rate)
         if impl == "loop":
             return self._loop(context, noise, seed, guidance, progress)
         plan = self._plan(("ddim", n, eta, rate), lambda: ddim_plan(self.manifest.schedule, n, eta, rate))
@@ -205,9 +207,9 @@ class Sampler:
             raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
         if n is None:
             n = self.manifest.ddim_loop_steps if impl == "loop" else min(DDIM_DEFAULT_STEPS, self.timesteps)
-        n = _check_steps(n, self.timesteps)
-        eta = _check_number(eta, "eta", upper=1.0)
-        rate = _check_rate(save_rate)
+        n = check_steps(n, self.timesteps)
+        eta = check_number(eta, "eta", upper=1.0)
+        rate = check_rate(save_rate)
         steps = self.manifest.ddim_loop_steps
         if impl == "loop" and (n != steps or eta != 0 or rate is not None):
             raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={steps} only and no "
@@ -237,10 +239,10 @@ class Sampler:
                 if progress is not None:
                     progress(done, total)
             final = runner.state()
-            _check_finite(final, rows, weight)
+            check_finite(final, rows, weight)
             sprites = np.clip(final, -1, 1)  # a new array: the runner's buffers stay private
         if keep:
-            _check_finite(kept, rows, weight)
+            check_finite(kept, rows, weight)
         return (sprites, kept) if keep else sprites
 
     def _loop(self, context: Context, noise: np.ndarray | None, seed: Seed, guidance: float | None,
@@ -249,7 +251,7 @@ class Sampler:
         rows, source, weight = self._inputs(context, noise, None, seed, guidance, ())
         with self._pool.checkout(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
             sprites = runner.run(source.x_T, rows, weight).copy()
-        _check_finite(sprites, rows, weight)
+        check_finite(sprites, rows, weight)
         if progress is not None:
             progress(1, 1)
         return sprites
@@ -260,16 +262,16 @@ class Sampler:
         the step indices whose noise the call draws, in order."""
         batch = None
         if noise is not None:
-            _check_array(noise, "noise", (None, *self.image_shape))
+            check_array(noise, "noise", (None, *self.image_shape))
             batch = self._check_batch(noise.shape[0])
         elif context is None and _is_sequence(seed):
             batch = self._check_batch(len(seed))  # unconditional, one sprite per seed
         rows = make_context(context, self.class_names, batch, max_batch=self.max_batch)
         shape = (rows.shape[0], *self.image_shape)
         if step_noise is not None:
-            _check_array(step_noise, "step_noise", (self.timesteps, *shape))
+            check_array(step_noise, "step_noise", (self.timesteps, *shape))
         seeds = _seeds(seed, rows.shape[0])
-        weight = 0.0 if guidance is None else _check_number(guidance, "guidance", upper=limits.MAX_GUIDANCE)
+        weight = 0.0 if guidance is None else check_number(guidance, "guidance", upper=limits.MAX_GUIDANCE)
         return rows, Noise(noise, step_noise, seeds, shape, streams), weight
 
     # ------------------------------------------------------------ resources
@@ -342,29 +344,6 @@ class Sampler:
         return LoopRunner(self._graph("ddim_loop"), batch, shape, classes, guided)
 
 
-def _check_finite(array: np.ndarray, rows: np.ndarray, weight: float) -> None:
-    """Never hand back NaN or Inf sprites: inputs within bounds can still overflow float32."""
-    if not np.isfinite(array).all():
-        raise InputError(f"sampling produced NaN or Inf (guidance {weight:g}, largest context weight "
-                         f"{float(rows.max()):g}): float32 overflowed; use a smaller guidance or smaller weights")
-
-
-def _check_threads(threads: Any) -> int | None:
-    if threads is None:
-        return None
-    most = limits.max_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= most:
-        raise InputError(f"threads must be an integer in 1..{most} ({limits.THREADS_PER_CORE} per core: more only "
-                         f"adds contention), got {threads!r}")
-    return int(threads)
-
-
-def _check_positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _is_sequence(seed: Any) -> bool:
     return isinstance(seed, (list, tuple)) or (isinstance(seed, np.ndarray) and seed.ndim == 1)
 
@@ -401,43 +380,3 @@ def _check_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise InputError(f"unknown step implementation {impl!r}; choose one of {', '.join(IMPLS)}")
     return impl
-
-
-def _check_steps(n: Any, timesteps: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= timesteps:
-        raise InputError(f"DDIM steps n must be an integer in 1..{timesteps}, got {n!r}")
-    return int(n)
-
-
-def _check_rate(save_rate: Any) -> int | None:
-    if save_rate is None:
-        return None
-    if isinstance(save_rate, bool) or not isinstance(save_rate, (int, np.integer)) or save_rate < 1:
-        raise InputError(f"save_rate must be a positive integer, got {save_rate!r}")
-    return int(save_rate)
-
-
-def _check_number(value: Any, name: str, upper: float | None = None) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0 or (upper is not None and number > upper):
-        bounds = f"in 0..{upper:g}" if upper is not None else ">= 0"
-        raise InputError(f"{name} must be a finite number {bounds}, got {value!r}")
-    return number
-
-
-def _check_array(array: Any, name: str, shape: tuple[int | None, ...]) -> None:
-    """float32 ndarray of `shape` (None = any size >= 1), all finite."""
-    want = "(" + ", ".join("B" if s is None else str(s) for s in shape) + ")"
-    if not isinstance(array, np.ndarray):
-        raise InputError(f"{name} must be a numpy float32 array of shape {want}, got {type(array).__name__}")
-    if array.dtype != np.float32:
-        raise InputError(f"{name} must be float32, got {array.dtype}; pass {name}.astype(np.float32)")
-    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
-        raise InputError(f"{name} must have shape {want}, got {array.shape}")
-    if array.shape[0] == 0:
-        raise InputError(f"batch 0: {name} holds no sprites")
-    if not np.isfinite(array).all():
-        raise InputError(f"{name} holds NaN or Inf; pass finite standard normal draws")

@@ -82,7 +82,7 @@ def _probe(directory: Path, option: str) -> None:
     os.unlink(name)
 
 
-def ddim_options(sampler: str, *, n: Optional[int], eta: Optional[float]) -> None:
+def ddim_options(sampler: str, *, n: int | None, eta: float | None) -> None:
     """--n and --eta configure DDIM: refused with --sampler ddpm rather than silently ignored."""
     given = [name for name, value in (("--n", n), ("--eta", eta)) if value is not None]
     if sampler == "ddpm" and given:
@@ -98,7 +98,7 @@ def check_batch(count: int, runtime, what: str) -> None:
                          "or raise --max-batch")
 
 
-def trajectory_states(timesteps: int, n: Optional[int], rate: Optional[int]) -> int:
+def trajectory_states(timesteps: int, n: int | None, rate: int | None) -> int:
     """States a trajectory GIF shows after x_T: every DDIM step, or DDPM's kept ones."""
     if n is not None:
         return len(ddim_pairs(timesteps, n))
