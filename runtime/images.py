@@ -121,7 +121,7 @@ def save_npy(array: np.ndarray, path: str | Path) -> Path:
 
 
 def _check_scale(scale: int) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= limits.MAX_SCALE:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= limits.MAX_SCALE:
         raise InputError(f"scale must be an integer in 1..{limits.MAX_SCALE}, got {scale!r}")
 
 
