@@ -278,3 +278,26 @@ def test_runtime_samples_where_torch_cannot_be_imported(export_dir: Path, tmp_pa
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("sampled")
+
+
+def test_picture_bounds_and_targets(tmp_path: Path) -> None:
+    """runtime.images refuses sizes beyond its bounds before allocating a canvas, and writes
+    regular files only (a symlink at the target is refused, not replaced)."""
+    from spritegen.errors import OutputError
+    from spritegen.runtime import images
+
+    sprite = np.zeros((3, 16, 16), np.float32)
+    with pytest.raises(InputError, match="scale must be an integer in 1..64"):
+        images.grid([[sprite]], scale=0)
+    with pytest.raises(InputError, match="pixels, more than the"):
+        images.grid([[sprite] * 100] * 100, scale=64)
+    images.check_grid(5, 6, 8, (16, 16), frames=501)  # the CLI's default grid, DDIM-500's trajectory: allowed
+    with pytest.raises(InputError, match="animation of 1001 frames would have"):
+        images.check_grid(5, 6, 8, (16, 16), frames=1001)
+    frame = images.grid([[sprite]], scale=1)
+    with pytest.raises(InputError, match="frame_ms must be an integer in 10..655350"):
+        images.save_gif([frame], tmp_path / "a.gif", frame_ms=0)
+    (tmp_path / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(OutputError, match="it is a symlink"):
+        images.save_png(frame, tmp_path / "link.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png"]
