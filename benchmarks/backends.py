@@ -82,6 +82,10 @@ BACKENDS: tuple[Backend, ...] = (
             (("impl", "unet"),)),
     Backend("ort-cuda-step", "ONNX Runtime CUDA: step graph, IO binding, CUDA graphs", "cuda",
             "benchmarks.ort_backends:sampler", (("impl", "step"),)),
+    Backend("ort-cuda-step-nograph", "ONNX Runtime CUDA: step graph, IO binding, no CUDA graphs", "cuda",
+            "benchmarks.ort_backends:sampler", (("impl", "step"), ("cuda_graph", False))),
+    Backend("ort-cuda-loop", "ONNX Runtime CUDA: whole DDIM loop graph, CUDA graphs", "cuda",
+            "benchmarks.ort_backends:sampler", (("impl", "loop"),)),
 )
 REFERENCE = {"cpu": "eager", "cuda": "eager-cuda"}  # ratios are to this row of the same device
 

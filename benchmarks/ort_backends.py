@@ -74,15 +74,16 @@ class SamplerRunner:
                 "cuda_graph": self.sampler.cuda and self.sampler.cuda_graph}
 
 
-def sampler(setup: Setup, device: str, impl: str, precision: str = "fp32") -> SamplerRunner:
-    """The runtime's Sampler on `device` with step implementation `impl` and network `precision`."""
+def sampler(setup: Setup, device: str, impl: str, precision: str = "fp32", cuda_graph: bool = True) -> SamplerRunner:
+    """The runtime's Sampler on `device` with step implementation `impl` and network `precision`
+    (on CUDA, with or without CUDA graphs)."""
     if device == "cuda" and _CUDA not in ort.get_available_providers():
         raise Unavailable(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
                           "(install onnxruntime-gpu; see docs/benchmarks.md)")
     if UNET_FILES[precision] not in load_manifest(setup.export_dir).sha256:
         raise Unavailable(f"the export has no {UNET_FILES[precision]} (spritegen-export --{precision})")
     s = Sampler.load(setup.export_dir, provider=device, threads=setup.threads, impl=impl, spin=setup.ort_spin,
-                     precision=precision)
+                     precision=precision, cuda_graph=cuda_graph)
     if impl == "loop" and not s.manifest.has("ddim_loop"):
         raise Unavailable("the export has no ddim_loop.onnx")
     return SamplerRunner(s, impl)

@@ -102,3 +102,25 @@ def quick_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
         worker_timeout_s=300,  # a safety net for an overloaded machine, not a budget
         rounds=1,
     )
+
+
+def gpu_plan(timesteps: int = 500, n: int = DDIM_DEFAULT_STEPS) -> Plan:
+    """The issue's GPU figures within one device call: one call at batch 1 and 30, DDIM-n at
+    1 and 30, DDPM-T at 30; each sampler warmed up once first, so CUDA-graph capture (the
+    first runs of each batch shape) is not timed."""
+    full = full_plan(timesteps, n)
+    return replace(
+        full,
+        mode="gpu",
+        figures=(
+            Figure("net", 1, 1, reps=100, warmup=30, budget_s=2),
+            Figure("net", 30, 1, reps=30, warmup=10, budget_s=2),
+            Figure("ddim", 1, n, reps=20, warmup=3, budget_s=3, min_reps=5),
+            Figure("ddim", 30, n, reps=5, warmup=2, budget_s=3, min_reps=2),
+            Figure("ddpm", 30, timesteps, reps=3, warmup=1, budget_s=10, min_reps=1),
+        ),
+        # eight workers (the peak and seven rows) within gpu.sh's 330 s: a stuck one keeps
+        # what it measured ("partial") and cannot starve the others
+        worker_timeout_s=40,
+        rounds=1,
+    )

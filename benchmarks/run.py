@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks import coldstart, plot, procs, report
 from benchmarks.backends import Setup, backends_for, model_config
-from benchmarks.plan import Plan, full_plan, quick_plan
+from benchmarks.plan import Plan, full_plan, gpu_plan, quick_plan
 from benchmarks.sweep import CONFIGS
 from benchmarks.timing import merge_rounds
 from spritegen.contract import MANIFEST_FILE
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown --backends name: say so before any work
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    plan = quick_plan() if args.quick else full_plan()
+    plan = quick_plan() if args.quick else gpu_plan() if args.device == "cuda" else full_plan()
     if args.rounds:
         plan = replace(plan, rounds=max(1, args.rounds))
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")

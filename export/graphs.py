@@ -9,8 +9,16 @@ graph matches the eager sampler to float32 rounding.
 
 Guidance without If nodes (CUDA graphs refuse them): c has GB = G*B rows, G in
 {1, 2}; x is tiled G times, the network runs once on the stacked batch, and
-eps = (1 + w') * eps[:B] - w' * eps[(G-1)B:GB] with w' = w * (G - 1), so w is
+eps = (1 + w') * eps[:B] - w' * eps[(G-1)B:GB] with w' = [0, w][G-1], so w is
 exactly ignored without guidance (G = 1) and the unguided eps is returned bit for bit.
+
+Shape values only index, never compute: G comes from `Shape` ops, and ONNX Runtime's
+CUDA provider keeps shape arithmetic on the CPU, so a float computed from G (the
+earlier w' = w * (G - 1)) would be a CPU tensor feeding GPU math: a host-device copy
+per use, which also makes ORT refuse CUDA graph capture. w' is therefore *selected*
+by a Slice of the two-element tensor [0, w] at G-1 (Slice reads its indices from
+host memory on CUDA: no copy), which gives the same bits as the product did.
+`spritegen.export.shape_flow` checks every exported graph for this rule.
 
 Symbols: i = step index (1..T), t = i/T, ab = alpha-bar_i, ab_prev = alpha-bar_{i_prev}.
 """
@@ -40,6 +48,7 @@ class GuidedEps(nn.Module):
     def __init__(self, unet: nn.Module) -> None:
         super().__init__()
         self.unet = unet
+        self.register_buffer("no_weight", torch.zeros(1))  # w' without guidance (an initializer)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]  # B
@@ -48,7 +57,7 @@ class GuidedEps(nn.Module):
         eps_all = self.unet(stacked, t, c)  # (GB, C, H, W); t (1,) broadcasts over GB
         eps_cond = eps_all[:batch]  # (B, C, H, W)
         eps_uncond = eps_all[(groups - 1) * batch:groups * batch]  # (B, C, H, W)
-        weight = w * (groups - 1)  # (1,): 0 without guidance
+        weight = torch.cat([self.no_weight, w])[groups - 1:groups]  # (1,): [0, w][G-1] (module doc)
         return (1 + weight) * eps_cond - weight * eps_uncond
 
 

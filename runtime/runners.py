@@ -11,6 +11,10 @@ A runner is built once per (implementation, graph, batch, guided) and reused by 
 calls of the same shape; one runner serves one call at a time (the Sampler's pool
 hands each concurrent call its own). Per call: `start` writes x_T, context and
 weights; per step: `step`; at the end: `state` is the unclipped current x.
+
+With CUDA graphs on, each of these runs whole on the graph's device thread
+(`Graph.on_device`, runtime/device_thread.py): one hand-over per step, not one per
+upload, run and download.
 """
 
 from __future__ import annotations
@@ -37,14 +41,24 @@ class UnetRunner:
         self.tmp = np.empty((batch, *image), np.float32)  # scratch for the update
         self.z = np.empty((batch, *image), np.float32)  # the step's noise
         self.binding = graph.bind({"x": self.x, "t": self.t, "c": self.c, "eps": self.eps})
+        self._device = graph.on_device
 
     def start(self, x_T: np.ndarray, context: np.ndarray, weight: float) -> None:
+        self._device(self._start, x_T, context, weight)
+
+    def step(self, step: Step, noise: Noise) -> None:
+        self._device(self._step, step, noise)
+
+    def state(self) -> np.ndarray:
+        return self.x.host[:self.batch]
+
+    def _start(self, x_T: np.ndarray, context: np.ndarray, weight: float) -> None:
         np.copyto(self.x.host[:self.batch], x_T)
         np.copyto(self.c.host, _guided_context(context, self.guided))
         self.c.push()
         self.weight = weight
 
-    def step(self, step: Step, noise: Noise) -> None:
+    def _step(self, step: Step, noise: Noise) -> None:
         x = self.x.host[:self.batch]  # (B, C, H, W): the state, updated in place
         self.t.host.fill(step.t)
         self.t.push()
@@ -57,9 +71,6 @@ class UnetRunner:
         if step.noisy:
             noise.fill(step.i, self.z)
         update(x, eps, step, self.z if step.noisy else None, self.tmp)
-
-    def state(self) -> np.ndarray:
-        return self.x.host[:self.batch]
 
 
 class StepRunner:
@@ -79,8 +90,18 @@ class StepRunner:
             shared.update({"i_prev": self.i_prev, "eta": self.eta})
         a, b = self.states
         self.bindings = (graph.bind({**shared, "x": a, "x_prev": b}), graph.bind({**shared, "x": b, "x_prev": a}))
+        self._device = graph.on_device
 
     def start(self, x_T: np.ndarray, context: np.ndarray, weight: float, eta: float = 0.0) -> None:
+        self._device(self._start, x_T, context, weight, eta)
+
+    def step(self, step: Step, noise: Noise) -> None:
+        self._device(self._step, step, noise)
+
+    def state(self) -> np.ndarray:
+        return self._device(self.states[self.parity].pull)
+
+    def _start(self, x_T: np.ndarray, context: np.ndarray, weight: float, eta: float) -> None:
         self.parity = 0
         first = self.states[0]
         np.copyto(first.host, x_T)
@@ -95,7 +116,7 @@ class StepRunner:
             self.z.host.fill(0)  # eta = 0 never fills z: keep it zero, not last call's noise
             self.z.push()
 
-    def step(self, step: Step, noise: Noise) -> None:
+    def _step(self, step: Step, noise: Noise) -> None:
         self.i.host[0] = step.i
         self.i.push()
         if self.ddim:
@@ -107,9 +128,6 @@ class StepRunner:
         self.bindings[self.parity].run()
         self.parity ^= 1
 
-    def state(self) -> np.ndarray:
-        return self.states[self.parity].pull()
-
 
 class LoopRunner:
     """ddim_loop.onnx: x_T and context in, clipped sprites out, one call."""
@@ -120,8 +138,12 @@ class LoopRunner:
         self.x, self.sample = graph.buffer(shape), graph.buffer(shape)
         self.c, self.w = graph.buffer(((2 if guided else 1) * batch, classes)), graph.buffer((1,))
         self.binding = graph.bind({"x": self.x, "c": self.c, "w": self.w, "sample": self.sample})
+        self._device = graph.on_device
 
     def run(self, x_T: np.ndarray, context: np.ndarray, weight: float) -> np.ndarray:
+        return self._device(self._run, x_T, context, weight)
+
+    def _run(self, x_T: np.ndarray, context: np.ndarray, weight: float) -> np.ndarray:
         np.copyto(self.x.host, x_T)
         np.copyto(self.c.host, _guided_context(context, self.guided))
         self.w.host[0] = weight

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import secrets
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -117,10 +118,11 @@ class Sampler:
         sampler = cls(manifest, cuda=cuda, **options)
         try:
             sampler._open_graphs(now, dict(verified))
-        except (InputError, ExportDirError):
+        except (InputError, ExportDirError) as exc:
             if not (cuda and provider == "auto"):
                 raise
             # "auto" with onnxruntime-gpu but no usable GPU: CPU (a broken file fails there too).
+            warnings.warn(f"provider='auto': CUDA failed, sampling on the CPU ({exc})", RuntimeWarning, stacklevel=2)
             sampler = cls(manifest, cuda=False, **options)
             sampler._open_graphs(now, verified)
         return sampler

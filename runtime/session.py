@@ -12,32 +12,44 @@ Why it looks like this (speed is the product):
 - CUDA: Buffers live on the GPU; `push` uploads with `OrtValue.update_inplace` (same
   address, as CUDA graphs need) and `pull` downloads. The step graphs keep x and eps on
   the GPU for the whole loop; only the step's fresh noise (B*C*H*W floats) and the
-  8-byte step index go up per step.
+  8-byte step index go up per step. The uploads run on the default stream and ORT
+  computes on its own, so every run is bracketed by `synchronize_inputs()` and
+  `synchronize_outputs()`, as ORT's own CUDA-graph tests do.
 - CUDA graphs (`enable_cuda_graph`): ORT captures a graph per `gpu_graph_id` after a
   few warm-up runs and then replays it, which requires fixed shapes and addresses (one
-  Binding = one id, never rebound), every node on the CUDA provider, no Loop/If/Scan,
-  and no concurrent `run` on the session: runs are therefore serialised by a lock
-  when CUDA graphs are on. This path is written to ORT's documented rules but could not
-  be exercised on this project's CPU-only machines (see docs/runtime.md).
+  Binding = one id, from 1: ORT reserves 0), every compute node on the CUDA provider (no
+  copy nodes: spritegen.export.shape_flow), no Loop/If/Scan, and no `run` of the session
+  from several threads. All device work of such a session (building it, allocating and
+  uploading its buffers, capturing, replaying, downloading) therefore runs on one
+  `DeviceThread` per GPU (runtime/device_thread.py says why a lock is not enough);
+  callers hand it their work and wait. Without CUDA graphs, runs stay on the callers'
+  threads (ORT's `run` is thread-safe then).
+- Load-time checks on CUDA: CUDA/cuDNN are preloaded from the nvidia-* wheels, and each
+  session runs once at load (runtime/cuda.py), so missing libraries are one error at
+  load, not a raw ORT error at the first convolution.
+  This path is written to ORT's documented rules but has not run on a GPU yet (see
+  docs/runtime.md, "CUDA").
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import threading
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 import onnxruntime as ort
 
 from spritegen.errors import ExportDirError, InputError, first_line
+from spritegen.runtime import cuda as cuda_setup
+from spritegen.runtime.device_thread import DeviceThread, device_thread
 
 PROVIDERS = ("auto", "cuda", "cpu")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+T = TypeVar("T")
 
 
 def default_threads() -> int:
@@ -56,7 +68,10 @@ def want_cuda(provider: str) -> bool:
     if provider == "cuda" and not has_cuda:
         raise InputError("provider 'cuda' needs onnxruntime-gpu (pip install 'spritegen[runtime-gpu]' "
                          "instead of 'spritegen[runtime]'); use provider='cpu' or 'auto'")
-    return provider == "cuda" or (provider == "auto" and has_cuda)
+    wanted = provider == "cuda" or (provider == "auto" and has_cuda)
+    if wanted:
+        cuda_setup.preload()  # the nvidia-* wheels' CUDA/cuDNN, before any CUDA session exists
+    return wanted
 
 
 # The automatic spin rule (docs/runtime.md, "Spin-waiting"; measured by benchmarks/spin.py).
@@ -120,14 +135,15 @@ class Buffer:
     value: ort.OrtValue
     host: np.ndarray
     on_device: bool
+    device: DeviceThread | None = None  # where a CUDA-graph session's device work runs
 
     def push(self) -> None:
         if self.on_device:
-            self.value.update_inplace(self.host)
+            _on(self.device, self.value.update_inplace, self.host)
 
     def pull(self) -> np.ndarray:
         if self.on_device:
-            np.copyto(self.host, self.value.numpy())
+            _on(self.device, lambda: np.copyto(self.host, self.value.numpy()))
         return self.host
 
 
@@ -139,15 +155,35 @@ class Graph:
         self.name, self.spin = name, spin
         self.file = file or f"{name}.onnx"  # the file read, named in errors (unet_int8.onnx for "unet")
         self.cuda, self.cuda_graph, self.device_id = cuda, cuda and cuda_graph, device_id
+        self.device = device_thread(device_id) if self.cuda_graph else None
+        self.capture_refused: str | None = None  # ORT's reason, when it refused CUDA graphs for this file
+        self.session = self.on_device(self._open, model, threads)
+        if self.capture_refused:  # warned here, on the caller's thread, not on the device thread
+            warnings.warn(f"CUDA graphs unavailable for {self.file} ({self.capture_refused}); running without",
+                          RuntimeWarning, stacklevel=4)
+        self._graph_ids = itertools.count(1)  # gpu_graph_id 0 is reserved by ORT, -1 means "no capture"
+
+    def on_device(self, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args) where this graph's device work runs: its DeviceThread with CUDA graphs
+        on (module doc), else right here."""
+        return _on(self.device, fn, *args)
+
+    def _open(self, model: bytes, threads: int | None) -> ort.InferenceSession:
+        """The session, and on CUDA proof that it runs (one warm-up call, runtime/cuda.py)."""
         try:
-            self.session = self._session(model, threads)
+            session = self._session(model, threads)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            self.session = self._without_cuda_graph(model, threads, exc)
-        if cuda and _CUDA not in self.session.get_providers():
-            raise InputError(f"ONNX Runtime could not start CUDA for {self.file} (no visible GPU or CUDA/cuDNN "
-                             "libraries missing); use provider='cpu'")
-        self._run_lock = threading.Lock() if self.cuda_graph else None
-        self._graph_ids = itertools.count()
+            session = self._without_cuda_graph(model, threads, exc)
+        if self.cuda and _CUDA not in session.get_providers():
+            raise InputError(f"ONNX Runtime could not start CUDA for {self.file} ({_cuda_hint()}); "
+                             "use provider='cpu'")
+        if self.cuda:
+            try:
+                cuda_setup.warm_up(session, cuda_setup.skip_capture() if self.cuda_graph else None)
+            except Exception as exc:
+                raise InputError(f"ONNX Runtime started CUDA but could not run {self.file} on it "
+                                 f"({first_line(exc)}; {_cuda_hint()}); use provider='cpu'") from None
+        return session
 
     def _session(self, model: bytes, threads: int | None) -> ort.InferenceSession:
         providers: list = [_CPU]
@@ -157,7 +193,9 @@ class Graph:
             cuda_options = {"device_id": str(self.device_id), "use_tf32": "0",
                             "enable_cuda_graph": "1" if self.cuda_graph else "0"}
             providers = [(_CUDA, cuda_options), _CPU]
-        return ort.InferenceSession(model, session_options(threads, self.spin), providers=providers)
+        with warnings.catch_warnings():  # a CPU-only onnxruntime warns that CUDA is unknown: we say it once
+            warnings.simplefilter("ignore", UserWarning)
+            return ort.InferenceSession(model, session_options(threads, self.spin), providers=providers)
 
     def _without_cuda_graph(self, model: bytes, threads: int | None, first: Exception) -> ort.InferenceSession:
         """CUDA graphs refuse graphs with nodes outside the CUDA provider: retry without them,
@@ -169,8 +207,7 @@ class Graph:
             except Exception:
                 session = None  # not CUDA graphs' fault: report the first failure below
             if session is not None:
-                warnings.warn(f"CUDA graphs unavailable for {self.file} ({first_line(first)}); running without",
-                              RuntimeWarning, stacklevel=3)
+                self.capture_refused = first_line(first)
                 return session
         if self.cuda:
             raise InputError(f"ONNX Runtime could not load {self.file} on CUDA ({first_line(first)}); "
@@ -183,14 +220,16 @@ class Graph:
         host = np.zeros(shape, dtype)
         if not self.cuda:
             return Buffer(ort.OrtValue.ortvalue_from_numpy(host), host, on_device=False)
-        value = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, "cuda", self.device_id)
-        buffer = Buffer(value, host, on_device=True)
+        value = self.on_device(ort.OrtValue.ortvalue_from_shape_and_type, list(shape), dtype, "cuda",
+                               self.device_id)
+        buffer = Buffer(value, host, on_device=True, device=self.device)
         buffer.push()
         return buffer
 
     def bind(self, buffers: dict[str, Buffer]) -> "Binding":
         """A Binding of every graph input and output to `buffers` (names as in contract.GRAPHS)."""
-        return Binding(self, buffers, next(self._graph_ids) if self.cuda_graph else None)
+        graph_id = next(self._graph_ids) if self.cuda_graph else None
+        return self.on_device(Binding, self, buffers, graph_id)
 
 
 class Binding:
@@ -198,7 +237,7 @@ class Binding:
 
     def __init__(self, graph: Graph, buffers: dict[str, Buffer], graph_id: int | None) -> None:
         session = graph.session
-        self._session, self._lock = session, graph._run_lock or nullcontext()
+        self._session, self._device, self._sync = session, graph.device, graph.cuda
         self._io = session.io_binding()
         for spec in session.get_inputs():
             self._io.bind_ortvalue_input(spec.name, buffers[spec.name].value)
@@ -209,5 +248,23 @@ class Binding:
             self._options.add_run_config_entry("gpu_graph_id", str(graph_id))
 
     def run(self) -> None:
-        with self._lock:
-            self._session.run_with_iobinding(self._io, self._options)
+        _on(self._device, self._run)
+
+    def _run(self) -> None:
+        if self._sync:
+            self._io.synchronize_inputs()  # uploads on the default stream land before ORT's stream reads
+        self._session.run_with_iobinding(self._io, self._options)
+        if self._sync:
+            self._io.synchronize_outputs()  # ORT's stream is done before anyone downloads
+
+
+def _on(device: DeviceThread | None, fn: Callable[..., T], *args: object) -> T:
+    """fn(*args) on `device`'s thread, or on this thread when there is none."""
+    return fn(*args) if device is None else device.call(fn, *args)
+
+
+def _cuda_hint() -> str:
+    """Why CUDA may not start, with what onnxruntime.preload_dlls printed, if anything."""
+    printed = cuda_setup.preload()
+    hint = "no visible GPU, or CUDA/cuDNN libraries missing: pip install 'spritegen[runtime-gpu]'"
+    return f"{hint}; preload_dlls said: {printed[:200]}" if printed else hint

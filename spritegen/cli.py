@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -334,20 +335,30 @@ def _seed(seed: Optional[int]) -> int:
 def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Optional[Impl],
           spin: Optional[bool], precision: Precision, max_batch: int = limits.MAX_BATCH):
     """The Sampler on --export-dir, else on the bundled model's cached export (rebuilt once when damaged)."""
-    from spritegen.runtime import Sampler
     options = dict(provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
                    precision=precision.value, max_batch=max_batch)
     if export_dir is not None:
-        return Sampler.load(export_dir, **options)
+        return _load(export_dir, options)
     directory = default_export(_say)
     check_cached_precision(directory, precision.value)
     try:
-        return Sampler.load(directory, **options)
+        return _load(directory, options)
     except ExportDirError as exc:
         if not damaged(directory):
             raise
         _say(f"the cached export {directory} is damaged ({exc})")
-        return Sampler.load(default_export(_say, rebuild=True), **options)
+        return _load(default_export(_say, rebuild=True), options)
+
+
+def _load(directory, options: dict):
+    """Sampler.load, its warnings (e.g. provider auto falling back to the CPU) one line each on stderr."""
+    from spritegen.runtime import Sampler
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        sampler = Sampler.load(directory, **options)
+    for warning in caught:
+        err.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
+    return sampler
 
 
 # ------------------------------------------------------------------ W&B

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,16 +163,61 @@ def test_rounds_merge_so_one_slow_round_moves_no_figure() -> None:
     assert _merged([unavailable]) == unavailable
 
 
-def test_gpu_script_runs_end_to_end_on_the_cpu(export_dir: Path, tmp_path: Path) -> None:
-    """benchmarks/gpu.sh is meant for a lent GPU machine; on a CPU (DEVICE=cpu QUICK=1) it runs
-    every step it would run there: import check, environment report, the benchmark, the files."""
-    out = tmp_path / "gpu-out"
+def test_gpu_script_runs_its_call_sequence_on_the_cpu(export_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/gpu.sh is meant for a lent GPU machine, as a sequence of calls; on a CPU
+    (DEVICE=cpu QUICK=1) it runs every step it would run there. A small wheel travels in two
+    calls: the first only stashes its part and ends; the second installs the wheel, reports
+    the environment, runs the probe, the benchmark and one test file, writing JSON."""
+    from tests.test_gpu_pack import make_wheel
+    from benchmarks import gpu_pack
+
+    record = gpu_pack.split([make_wheel(tmp_path)], tmp_path / "pack", 250_000, 250_000)
+    assert len(record["calls"]) == 2
+    out, site = tmp_path / "gpu-out", tmp_path / "site"
     env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "OUT": str(out), "EXPORT_DIR": str(export_dir),
-           "PYTHON": sys.executable, "BACKENDS": "eager,ort-step"}
-    proc = subprocess.run(["bash", "benchmarks/gpu.sh"], env=env, capture_output=True, text=True, timeout=600,
-                          cwd=REPO)
-    assert proc.returncode == 0, f"gpu.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert "onnxruntime providers:" in (out / "gpu-env.txt").read_text()
-    record = json.loads((out / "bench-cpu-quick.json").read_text())
-    assert record["plan"]["rounds"] == 1 and set(record["backends"]) == {"eager", "ort-step"}
-    assert record["backends"]["ort-step"]["status"] == "ok" and (out / "gpu-run.log").is_file()
+           "PYTHON": sys.executable, "BACKENDS": "eager,ort-step", "SITE": str(site),
+           "SPRITEGEN_GPU_STASH": str(tmp_path / "store"), "TESTS": "1",
+           "TEST_FILES": "tests/test_device_thread.py::test_one_device_thread_per_gpu"}
+
+    def device_call(k: int) -> subprocess.CompletedProcess:
+        """gpu.sh as device call k sees the repository: pack.json and that call's parts only."""
+        pack = tmp_path / f"call{k}"
+        (pack / "parts").mkdir(parents=True)
+        shutil.copy(tmp_path / "pack" / "pack.json", pack)
+        for name in record["calls"][k]:
+            shutil.copy(tmp_path / "pack" / "parts" / name, pack / "parts")
+        return subprocess.run(["bash", "benchmarks/gpu.sh"], env={**env, "PACK_DIR": str(pack)},
+                              capture_output=True, text=True, timeout=600, cwd=REPO)
+
+    first = device_call(0)
+    assert first.returncode == 0 and "run the next call" in first.stdout, first.stderr
+    assert not (out / "gpu-env.txt").exists() and not site.exists()  # the call ended after stashing
+    last = device_call(1)
+    assert last.returncode == 0, f"gpu.sh failed:\n{last.stdout[-3000:]}\n{last.stderr[-3000:]}"
+    assert (site / "sgfake_ort" / "__init__.py").is_file()
+    env_report = (out / "gpu-env.txt").read_text()
+    assert "providers listed" in env_report and str(site) in env_report and "sgfake-cudnn-cu13~=9.0" in env_report
+    probe = json.loads((out / "gpu-probe.json").read_text())
+    assert probe["ok"] and probe["session_providers"] == ["CPUExecutionProvider"]
+    bench = json.loads((out / "bench-cpu-quick.json").read_text())
+    assert bench["plan"]["rounds"] == 1 and set(bench["backends"]) == {"eager", "ort-step"}
+    assert bench["backends"]["ort-step"]["status"] == "ok" and (out / "gpu-run.log").is_file()
+    tests = json.loads((out / "cuda-tests.json").read_text())
+    assert (tests["passed"], tests["failed"], tests["returncode"]) == (1, 0, 0)
+    assert len(list(out.iterdir())) <= 8  # what a device call can bring back
+
+
+def test_gpu_plan_times_the_issue_figures_after_capture() -> None:
+    """--device cuda measures DDIM-25 at batch 1 and DDPM-500 at batch 30 (issue 15), every
+    sampler warmed up first (CUDA-graph capture is not timed), and its workers fit gpu.sh."""
+    from benchmarks.backends import BACKENDS
+    from benchmarks.plan import gpu_plan
+
+    plan = gpu_plan()
+    keys = {f.key: f for f in plan.figures}
+    assert {"ddim25_b1", "ddpm500_b30"} <= set(keys)
+    assert all(f.warmup >= 1 for f in plan.figures)
+    bench_timeout = int(next(line for line in (REPO / "benchmarks/gpu.sh").read_text().splitlines()
+                             if line.startswith("BENCH_TIMEOUT=")).split(":-")[1].rstrip('}"'))
+    rows = len([b for b in BACKENDS if b.device == "cuda"])
+    assert (rows + 1) * plan.worker_timeout_s <= bench_timeout  # + the peak's worker

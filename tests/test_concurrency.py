@@ -6,6 +6,12 @@ guidance and eta, and two pairs share a workspace key (same implementation, batc
 guidance), so a buffer shared by mistake shows up as a changed sprite. Equality is
 exact (byte for byte): the same inputs through the same kernels at the same batch
 give the same float32 results, so any difference means one call saw another's data.
+
+On a GPU (onnxruntime-gpu) the same test runs on CUDA with CUDA graphs, where every
+session's device work goes through the one device thread (runtime/device_thread.py):
+it then also checks that the thread did that work and that no graph lost its capture.
+Here it runs on the CPU only; tests/test_device_thread.py drives the device thread with
+real threads on the CPU.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from spritegen.runtime import Sampler
+from spritegen.runtime.device_thread import device_thread
 
 THREADS = 8
 ROUNDS = 2  # concurrent rounds; the second reuses the workspaces the first pooled
@@ -44,12 +52,17 @@ def _as_tuple(result: Any) -> tuple[np.ndarray, ...]:
     return result if isinstance(result, tuple) else (result,)
 
 
-@pytest.fixture(scope="module")
-def shared_sampler(course_export: Path) -> Sampler:
-    return Sampler.load(course_export, provider="cpu")
+_NO_CUDA = "CUDAExecutionProvider" not in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    _NO_CUDA, reason="needs onnxruntime-gpu and a GPU"))])
+def shared_sampler(course_export: Path, request: pytest.FixtureRequest) -> Sampler:
+    return Sampler.load(course_export, provider=request.param)
 
 
 def test_eight_threads_get_what_they_get_alone(shared_sampler: Sampler) -> None:
+    jobs_before = device_thread(0).jobs
     requests = _requests(shared_sampler)
     assert len(requests) == THREADS
     alone = [_as_tuple(request()) for request in requests]
@@ -74,3 +87,6 @@ def test_eight_threads_get_what_they_get_alone(shared_sampler: Sampler) -> None:
     for request, want, before in zip(requests, alone, kept):
         assert all(np.array_equal(g, w) for g, w in zip(_as_tuple(request()), want))
         assert all(np.array_equal(w, b) for w, b in zip(want, before))
+    if shared_sampler.cuda:  # every step of every call was handed to the device thread, captures kept
+        assert device_thread(0).jobs - jobs_before >= (ROUNDS + 2) * 500
+        assert all(graph.cuda_graph for graph in shared_sampler._graphs.values())

@@ -8,6 +8,7 @@ for the eager reference: 1e-3 absolute on final sprites.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,19 @@ def test_ddpm_on_gpu_equals_cpu(cpu: Sampler, gpu: Sampler) -> None:
     got, kept = gpu.ddpm(["spell", "hero"], seed=3, save_rate=20)
     assert np.abs(got - expected).max() <= SAMPLE_ATOL
     assert kept.shape == expected_kept.shape
+
+
+def test_cuda_graphs_stay_on_after_sampling_without_warnings(export_dir: Path) -> None:
+    """The step and loop graphs have no host-device copy nodes (spritegen.export.shape_flow),
+    so ORT captures them: no "CUDA graphs unavailable" warning, every graph still capturing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        sampler = Sampler.load(export_dir, provider="cuda", cuda_graph=True, open_all=True)
+        for impl in ("step", "unet", "loop"):
+            for guidance in (0.0, 2.0):
+                sampler.ddim(["hero", "food"], seed=0, guidance=guidance, impl=impl)
+        sampler.ddpm("hero", seed=0)
+    assert all(graph.cuda_graph for graph in sampler._graphs.values()), sampler.open_graphs
 
 
 def test_interleaved_batch_sizes_and_threads(gpu: Sampler) -> None:
