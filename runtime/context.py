@@ -6,8 +6,11 @@ Accepted forms (B = number of sprites, K = number of classes):
 - a list mixing names, blend dicts and None (unconditional): one row each;
 - an array-like of shape (B, K): used as it is (cast to float32).
 
-Weights must be finite and non-negative: a negative or NaN weight is a mistake the
-network was never trained on, so it is refused rather than silently sampled.
+Weights must be finite, non-negative and at most limits.MAX_CONTEXT_WEIGHT: a negative,
+NaN or huge weight is a mistake the network was never trained on (huge ones overflow
+float32 into NaN sprites), so it is refused rather than silently sampled. A class named
+twice in one blend ("hero" and "Hero", or hero=1,hero=2) is refused too: silently keeping
+one of the weights would sample something the user did not ask for.
 """
 
 from __future__ import annotations
@@ -18,18 +21,25 @@ from typing import Any, Union
 import numpy as np
 
 from spritegen.errors import InputError
+from spritegen.runtime.limits import MAX_CONTEXT_WEIGHT
 
 Context = Union[None, str, Mapping[str, float], Sequence[Union[str, Mapping[str, float]]], np.ndarray]
 
 
-def make_context(context: Context, class_names: Sequence[str], batch: int | None = None) -> np.ndarray:
+def make_context(context: Context, class_names: Sequence[str], batch: int | None = None,
+                 max_batch: int | None = None) -> np.ndarray:
     """The context as a C-contiguous float32 array (B, K); InputError on anything malformed.
 
     `batch` is only used for `None`; other forms carry their own batch size, and a
     given `batch` that disagrees with it is refused (so noise and context cannot be
-    silently paired wrongly).
+    silently paired wrongly). A context of more than `max_batch` rows is refused before
+    its rows are allocated.
     """
     names = tuple(class_names)
+    rows_wanted = _rows_asked(context, batch)
+    if max_batch is not None and rows_wanted is not None and rows_wanted > max_batch:
+        raise InputError(f"batch {rows_wanted} is more than this sampler's max_batch={max_batch}; sample in "
+                         "smaller batches, or raise it with Sampler.load(max_batch=...) (CLI: --max-batch)")
     if context is None:
         rows = np.zeros((1 if batch is None else batch, len(names)), np.float32)
     elif isinstance(context, (str, Mapping)):
@@ -56,10 +66,13 @@ def parse_blend(text: str, class_names: Sequence[str]) -> dict[str, float]:
         name, sep, value = part.partition("=")
         if not sep:
             raise InputError(f"blend part {part!r} is not name=weight (for example hero=1,food=0.6)")
+        name = name.strip()
+        if name.lower() in (known.lower() for known in blend):
+            raise InputError(f"blend {text!r} names {name!r} twice; give each class once")
         try:
-            blend[name.strip()] = float(value)
+            blend[name] = float(value)
         except ValueError:
-            raise InputError(f"blend weight {value.strip()!r} for {name.strip()!r} is not a number") from None
+            raise InputError(f"blend weight {value.strip()!r} for {name!r} is not a number") from None
     if not blend:
         raise InputError(f"blend {text!r} names no class (for example hero=1,food=0.6)")
     _check_names(blend, tuple(class_names))
@@ -74,6 +87,17 @@ def describe(row: np.ndarray, class_names: Sequence[str]) -> str:
     if len(parts) == 1 and parts[0][1] == 1:
         return parts[0][0]
     return " + ".join(f"{name} {w:g}" for name, w in parts)
+
+
+def _rows_asked(context: Context, batch: int | None) -> int | None:
+    """How many rows `context` asks for, known before building them (None: not a sized form)."""
+    if context is None:
+        return batch
+    if isinstance(context, (str, Mapping)):
+        return 1
+    if isinstance(context, np.ndarray):
+        return int(context.shape[0]) if context.ndim else None
+    return len(context) if isinstance(context, Sequence) else None
 
 
 def _is_nested_numbers(value: Any) -> bool:
@@ -119,10 +143,15 @@ def _index(name: str, names: tuple[str, ...]) -> int:
 
 
 def _check_names(blend: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    seen: dict[int, str] = {}
     for name in blend:
         if not isinstance(name, str):
             raise InputError(f"blend key {name!r} is not a class name; valid classes: {', '.join(names)}")
-        _index(name, names)
+        index = _index(name, names)
+        if index in seen:
+            raise InputError(f"blend names class {names[index]!r} twice ({seen[index]!r} and {name!r}); "
+                             "give each class once")
+        seen[index] = name
 
 
 def _weight(value: Any, name: str) -> float:
@@ -130,8 +159,8 @@ def _weight(value: Any, name: str) -> float:
         weight = float(value)
     except (TypeError, ValueError):
         raise InputError(f"weight {value!r} for {name!r} is not a number") from None
-    if not np.isfinite(weight) or weight < 0:
-        raise InputError(f"weight {value!r} for {name!r} must be a finite number >= 0")
+    if not np.isfinite(weight) or not 0 <= weight <= MAX_CONTEXT_WEIGHT:
+        raise InputError(f"weight {value!r} for {name!r} must be a finite number in 0..{MAX_CONTEXT_WEIGHT:g}")
     return weight
 
 
@@ -140,3 +169,6 @@ def _check_weights(rows: np.ndarray) -> None:
         raise InputError("context weights must be finite (found NaN or Inf)")
     if (rows < 0).any():
         raise InputError(f"context weights must be >= 0 (found {float(rows.min()):g})")
+    if (rows > MAX_CONTEXT_WEIGHT).any():
+        raise InputError(f"context weights must be <= {MAX_CONTEXT_WEIGHT:g} (found {float(rows.max()):g}); "
+                         "larger weights overflow float32 in the network")

@@ -2,20 +2,26 @@
 
 Sprites are 16x16, so every image is scaled up by an integer factor with
 nearest-neighbour resampling: each model pixel stays a crisp square instead of a blur.
-Files are written to a temporary name beside the target and renamed at the end, so
-an interrupted or failed write never leaves a half-written picture behind.
+Files are written through spritegen.files.atomic_write (a temporary name beside the
+target, renamed at the end; regular files only), so an interrupted or failed write never
+leaves a half-written picture behind and never writes through a symlink or a device.
+Sizes are bounded (runtime.limits.MAX_PICTURE_PIXELS, MAX_ANIMATION_PIXELS) and checked
+before a canvas is allocated; `check_grid` lets a caller check before sampling.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from spritegen.errors import InputError
+from spritegen.files import atomic_write
+from spritegen.runtime import limits
 
 Cell = Union[np.ndarray, str, None]  # an image (C, H, W), a text label, or empty
 _PAD = 4  # pixels between cells
@@ -43,6 +49,7 @@ def grid(rows: Sequence[Sequence[Cell]], *, header: Sequence[str] | None = None,
     Every column is as wide as its widest cell; images in `normalise_columns` are
     min-max stretched (see `to_pixels`).
     """
+    _check_scale(scale)
     font = _font()
     ncols = max(len(r) for r in rows)
     table = [list(r) + [None] * (ncols - len(r)) for r in rows]
@@ -53,8 +60,9 @@ def grid(rows: Sequence[Sequence[Cell]], *, header: Sequence[str] | None = None,
     head_height = max((_text_size(h, font)[1] for h in head), default=0)
     heights = [max(s[1] for s in row) for row in sizes]
     top = head_height + _PAD if head else 0
-    canvas = Image.new("RGB", (sum(widths) + _PAD * (ncols + 1), top + sum(heights) + _PAD * (len(table) + 1)),
-                       _BACKGROUND)
+    size = (sum(widths) + _PAD * (ncols + 1), top + sum(heights) + _PAD * (len(table) + 1))
+    _check_pixels(size[0] * size[1], limits.MAX_PICTURE_PIXELS, "picture")
+    canvas = Image.new("RGB", size, _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     xs = np.cumsum([_PAD] + [w + _PAD for w in widths[:-1]]).tolist()
     for k, text in enumerate(head):
@@ -76,14 +84,32 @@ def sprite_rows(sprites: np.ndarray, labels: Sequence[str], per_row: int) -> lis
     return [[labels[r]] + list(sprites[r * per_row:(r + 1) * per_row]) for r in range(len(labels))]
 
 
+def check_grid(rows: int, per_row: int, scale: int, sprite: tuple[int, int], frames: int = 1) -> None:
+    """InputError when a grid of `rows` x `per_row` sprites of `sprite` (H, W) pixels at `scale`
+    (and an animation of `frames` such grids) would exceed the picture bounds. A lower bound
+    (labels excluded), so a caller can refuse before sampling; `grid` checks the exact size."""
+    _check_scale(scale)
+    width = per_row * (sprite[1] * scale + _PAD) + _PAD
+    height = rows * (sprite[0] * scale + _PAD) + _PAD
+    _check_pixels(width * height, limits.MAX_PICTURE_PIXELS, "picture")
+    _check_pixels(width * height * frames, limits.MAX_ANIMATION_PIXELS, f"animation of {frames} frames")
+
+
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    return _atomic(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, *, frame_ms: int = 120, hold_ms: int = 1500) -> Path:
     """An animated GIF that loops; the last frame (the final sprites) is held `hold_ms`."""
+    for name, value in (("frame_ms", frame_ms), ("hold_ms", hold_ms)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= limits.MAX_FRAME_MS:
+            raise InputError(f"{name} must be an integer in 10..{limits.MAX_FRAME_MS} (GIF delays are hundredths "
+                             f"of a second), got {value!r}")
+    if not frames:
+        raise InputError("an animation needs at least one frame")
+    _check_pixels(sum(f.width * f.height for f in frames), limits.MAX_ANIMATION_PIXELS, "animation")
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
-    return _atomic(Path(path), lambda tmp: frames[0].save(
+    return atomic_write(path, lambda tmp: frames[0].save(
         tmp, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations, loop=0))
 
 
@@ -91,31 +117,18 @@ def save_npy(array: np.ndarray, path: str | Path) -> Path:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.save(f, array)
-    return _atomic(Path(path), write)
+    return atomic_write(path, write)
 
 
-def _atomic(path: Path, write) -> Path:
-    """Write via a temporary file in the target's directory, then rename over `path`
-    (with the permissions a plain open() would give: mkstemp's are owner-only)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        tmp.chmod(0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def _check_scale(scale: int) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= limits.MAX_SCALE:
+        raise InputError(f"scale must be an integer in 1..{limits.MAX_SCALE}, got {scale!r}")
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: done once, at import, and restored
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
+def _check_pixels(pixels: int, most: int, what: str) -> None:
+    if pixels > most:
+        raise InputError(f"the {what} would have {pixels:,} pixels, more than the {most:,} allowed "
+                         f"(~{math.ceil(most * 3 / 2**20)} MiB as RGB); use a smaller --scale or fewer sprites")
 
 
 def _font(size: int = 13):

@@ -2,7 +2,7 @@
 
     from spritegen.runtime import Sampler
     sampler = Sampler.load("spritegen-export")
-    sprites = sampler.ddim(["hero", "food"], n=25, seed=0)  # (2, 3, 16, 16) float32 in [-1, 1]
+    sprites = sampler.ddim(["hero", "food"], seed=0)  # (2, 3, 16, 16) float32 in [-1, 1]
 
 Conventions are those of `spritegen.export.reference` (the parity oracle): `noise` is
 x_T, `step_noise[i-1]` the noise of the step starting at index i (shape (T, B, C, H, W)),
@@ -27,21 +27,25 @@ import math
 import secrets
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from spritegen.contract import GRAPHS, UNET_FILES
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNET_FILES
 from spritegen.errors import ExportDirError, InputError
+from spritegen.runtime import limits
+from spritegen.runtime.checks import (check_array, check_finite, check_number, check_positive, check_rate,
+                                      check_steps, check_threads)
 from spritegen.runtime.context import Context, make_context
 from spritegen.runtime.manifest import Manifest, load_manifest
 from spritegen.runtime.noise import check_seed
 from spritegen.runtime.plan import Noise, Plan, ddim_plan, ddpm_plan
+from spritegen.runtime.pool import RunnerPool
 from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
-from spritegen.runtime.session import Graph, want_cuda
+from spritegen.runtime.session import Graph, auto_spin, want_cuda
+from spritegen.runtime.verify import check_files, check_io, read_graph
 
 IMPLS = ("unet", "step", "loop")
 # The graph each step implementation runs DDIM with: the one session `Sampler.load` builds.
@@ -55,21 +59,23 @@ class Sampler:
     """Sprites from an export directory (module doc). Build with `Sampler.load`."""
 
     def __init__(self, manifest: Manifest, *, cuda: bool, threads: int | None, impl: str,
-                 cuda_graph: bool, spin: bool = True, precision: str = "fp32") -> None:
+                 cuda_graph: bool, spin: bool = True, precision: str = "fp32", max_batch: int = limits.MAX_BATCH,
+                 checkpoint: str | None = None) -> None:
         self.manifest = manifest
         self.cuda, self.threads, self.cuda_graph, self.spin = cuda, threads, cuda_graph, spin
+        self.max_batch = max_batch
         self.precision = _check_precision(precision)
         self.impl = self._call_impl(impl)
+        self._checkpoint = checkpoint  # the checkpoint every graph file must come from (see load)
         self._graphs: dict[str, Graph] = {}
         self._plans: dict[tuple, Plan] = {}  # immutable, so shared by all calls and threads
-        self._pool: dict[tuple, list[Any]] = {}
-        self._lock = threading.Lock()
+        self._pool = RunnerPool(self._new_runner)
         self._open_lock = threading.Lock()  # held while a session is built (up to ~0.2 s): not the pool's lock
 
     @classmethod
     def load(cls, export_dir: str | Path, *, provider: str = "auto", threads: int | None = None,
-             impl: str | None = None, cuda_graph: bool = True, spin: bool = True,
-             open_all: bool = False, precision: str = "fp32") -> "Sampler":
+             impl: str | None = None, cuda_graph: bool = True, spin: bool | None = None,
+             open_all: bool = False, precision: str = "fp32", max_batch: int = limits.MAX_BATCH) -> "Sampler":
         """Open an export: read the manifest, verify every graph file's sha256, and build the
         default `impl`'s DDIM graph session now (IO and metadata checked against the
         manifest), so a broken export fails here, before sampling.
@@ -80,7 +86,7 @@ class Sampler:
         session now, for a service that wants every check and cost paid at startup.
 
         provider: "auto" (CUDA when onnxruntime-gpu sees a GPU, else CPU), "cuda", "cpu".
-        threads: ORT intra-op threads (default: the cores this process may use).
+        threads: ORT intra-op threads, 1..limits.max_threads() (default: the cores this process may use).
         impl: default step implementation, "unet", "step" or "loop" (per call: `impl=`);
             None: "step" in fp32, "unet" otherwise.
         precision: the network file "unet" runs: "fp32" (unet.onnx), "fp16" or "int8"
@@ -88,34 +94,37 @@ class Sampler:
             network + numpy update only, as the step and loop graphs are fp32). int8 is
             ~1.4x faster per call on CPUs with VNNI, and its sprites differ from fp32's.
         cuda_graph: on CUDA, capture and replay a CUDA graph per batch shape.
-        spin: ORT's threads spin-wait between ops (ORT's default; fastest on cores this
-            process has to itself). spin=False for cores shared with other busy work.
+        spin: ORT's threads spin-wait between ops: fastest on cores this process has to
+            itself, slower on cores shared with other busy work. None (default): decided
+            at load by session.auto_spin (docs/runtime.md, "Spin-waiting").
+        max_batch: the most sprites one call may ask for (default limits.MAX_BATCH), refused
+            before anything is allocated.
         """
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive integer, got {threads!r}")
+        threads = check_threads(threads)
+        max_batch = check_positive(max_batch, "max_batch")
+        if spin is not None and not isinstance(spin, bool):
+            raise InputError(f"spin must be True, False or None (automatic), got {spin!r}")
         manifest = load_manifest(export_dir)
         impl = impl or ("step" if _check_precision(precision) == "fp32" else "unet")
         first = IMPL_DDIM_GRAPH[_check_impl(impl)]
         now = [first] + ([name for name in GRAPHS if name != first and manifest.has(name)] if open_all else [])
-        # Every other graph file's hash now (~25 ms for the demo's four; the ones opened below
-        # are verified as they open): a tampered or swapped file is refused at load even when
-        # only a later call would open it.
-        opening = {_graph_file(name, precision) for name in now}
-        for name in sorted({spec.file for spec in GRAPHS.values()} | set(UNET_FILES.values())):
-            if name in manifest.sha256 and name not in opening:
-                manifest.read_file(name)
+        # Every graph file's hash and metadata now (~25 ms for the demo's six): a tampered,
+        # swapped or foreign file is refused at load even when only a later call would open it.
+        checkpoint, verified = check_files(manifest, keep={_graph_file(name, precision) for name in now})
         cuda = want_cuda(provider)
-        options = dict(threads=threads, impl=impl, cuda_graph=cuda_graph, spin=spin, precision=precision)
+        spin = auto_spin(threads) if spin is None else spin
+        options = dict(threads=threads, impl=impl, cuda_graph=cuda_graph, spin=spin, precision=precision,
+                       max_batch=max_batch, checkpoint=checkpoint)
         sampler = cls(manifest, cuda=cuda, **options)
         try:
-            sampler._open_graphs(now)
+            sampler._open_graphs(now, dict(verified))
         except (InputError, ExportDirError) as exc:
             if not (cuda and provider == "auto"):
                 raise
             # "auto" with onnxruntime-gpu but no usable GPU: CPU (a broken file fails there too).
             warnings.warn(f"provider='auto': CUDA failed, sampling on the CPU ({exc})", RuntimeWarning, stacklevel=2)
             sampler = cls(manifest, cuda=False, **options)
-            sampler._open_graphs(now)
+            sampler._open_graphs(now, verified)
         return sampler
 
     def __repr__(self) -> str:
@@ -149,13 +158,14 @@ class Sampler:
     def noise(self, batch: int, seed: Seed) -> np.ndarray:
         """The x_T that a call with this batch and `seed` draws (see plan.Noise), to share
         one starting noise between samplers: ddpm(c, noise=noise(B, s), seed=s) == ddpm(c, seed=s)."""
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise InputError(f"batch must be a positive integer, got {batch!r}")
-        return Noise(None, None, _seeds(seed, int(batch)), (int(batch), *self.image_shape)).x_T
+        batch = self._check_batch(batch)
+        return Noise(None, None, _seeds(seed, batch), (batch, *self.image_shape)).x_T
 
     def context(self, context: Context, batch: int | None = None) -> np.ndarray:
         """The (B, K) float32 context rows for `context` (see spritegen.runtime.context)."""
-        return make_context(context, self.class_names, batch)
+        if batch is not None:
+            batch = self._check_batch(batch)
+        return make_context(context, self.class_names, batch, max_batch=self.max_batch)
 
     # --------------------------------------------------------------- samplers
     def ddpm(self, context: Context, *, noise: np.ndarray | None = None, step_noise: np.ndarray | None = None,
@@ -168,27 +178,45 @@ class Sampler:
         if impl == "loop":
             raise InputError("impl='loop' exists for deterministic DDIM only (ddim_loop.onnx); "
                              "use impl='step' or 'unet' for DDPM")
-        rate = _check_rate(save_rate)
+        rate = check_rate(save_rate)
         plan = self._plan(("ddpm", rate), lambda: ddpm_plan(self.manifest.schedule, rate))
         return self._sample(plan, "ddpm_step", impl, context, noise, step_noise, seed, guidance, 0.0,
                             rate is not None, progress)
 
-    def ddim(self, context: Context, *, n: int = 25, eta: float = 0.0, noise: np.ndarray | None = None,
+    def ddim(self, context: Context, *, n: int | None = None, eta: float = 0.0, noise: np.ndarray | None = None,
              step_noise: np.ndarray | None = None, seed: Seed = None, save_rate: int | None = None,
              guidance: float | None = None, impl: str | None = None,
              progress: Progress | None = None) -> Result:
         """DDIM with step T // n (contract.ddim_pairs); eta > 0 is stochastic DDIM (eq. 12).
-        Returns sprites (B, C, H, W) in [-1, 1], or (sprites, intermediates) when `save_rate`
-        is given: the unclipped state after every save_rate-th step and the last."""
+        n: None means contract.DDIM_DEFAULT_STEPS, or with impl="loop" the loop graph's own
+        ddim_loop_steps. Returns sprites (B, C, H, W) in [-1, 1], or (sprites, intermediates)
+        when `save_rate` is given: the unclipped state after every save_rate-th step and the last."""
         impl = self._call_impl(impl)
-        n = _check_steps(n, self.timesteps)
-        eta = _check_number(eta, "eta", upper=1.0)
-        rate = _check_rate(save_rate)
+        n = self.check_ddim(n=n, eta=eta, save_rate=save_rate, impl=impl)
+        eta, rate = float(eta), check_rate(save_rate)
         if impl == "loop":
-            return self._loop(n, eta, rate, context, noise, seed, guidance, progress)
+            return self._loop(context, noise, seed, guidance, progress)
         plan = self._plan(("ddim", n, eta, rate), lambda: ddim_plan(self.manifest.schedule, n, eta, rate))
         return self._sample(plan, "ddim_step", impl, context, noise, step_noise, seed, guidance, eta,
                             rate is not None, progress)
+
+    def check_ddim(self, *, n: int | None = None, eta: float = 0.0, save_rate: int | None = None,
+                   impl: str | None = None) -> int:
+        """The steps `ddim` with these arguments runs (n=None resolved as `ddim` says); InputError
+        for what `ddim` would refuse, so a caller can check before other long work."""
+        impl = self._call_impl(impl)
+        if impl == "loop" and not self.manifest.has("ddim_loop"):
+            raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
+        if n is None:
+            n = self.manifest.ddim_loop_steps if impl == "loop" else min(DDIM_DEFAULT_STEPS, self.timesteps)
+        n = check_steps(n, self.timesteps)
+        eta = check_number(eta, "eta", upper=1.0)
+        rate = check_rate(save_rate)
+        steps = self.manifest.ddim_loop_steps
+        if impl == "loop" and (n != steps or eta != 0 or rate is not None):
+            raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={steps} only and no "
+                             f"intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
+        return n
 
     # ---------------------------------------------------------------- driving
     def _sample(self, plan: Plan, step_graph: str, impl: str, context: Context, noise: np.ndarray | None,
@@ -197,9 +225,9 @@ class Sampler:
         streams = [step.i for step in plan.steps if step.noisy]
         rows, source, weight = self._inputs(context, noise, step_noise, seed, guidance, streams)
         batch, guided, total = rows.shape[0], weight != 0, len(plan.steps)
-        kept = np.empty((plan.kept, batch, *self.image_shape), np.float32) if keep else None
+        kept = self._kept_buffer(plan.kept, batch) if keep else None
         key = (impl, step_graph, batch, guided)
-        with self._runner(key) as runner:
+        with self._pool.checkout(key) as runner:
             if impl == "unet":
                 runner.start(source.x_T, rows, weight)
             else:
@@ -212,20 +240,20 @@ class Sampler:
                     slot += 1
                 if progress is not None:
                     progress(done, total)
-            sprites = np.clip(runner.state(), -1, 1)  # a new array: the runner's buffers stay private
+            final = runner.state()
+            check_finite(final, rows, weight)
+            sprites = np.clip(final, -1, 1)  # a new array: the runner's buffers stay private
+        if keep:
+            check_finite(kept, rows, weight)
         return (sprites, kept) if keep else sprites
 
-    def _loop(self, n: int, eta: float, rate: int | None, context: Context, noise: np.ndarray | None,
-              seed: Seed, guidance: float | None, progress: Progress | None) -> np.ndarray:
-        steps = self.manifest.ddim_loop_steps
-        if not self.manifest.has("ddim_loop"):
-            raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
-        if n != steps or eta != 0 or rate is not None:
-            raise InputError(f"impl='loop' runs ddim_loop.onnx: deterministic DDIM with n={steps} only and no "
-                             f"intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
+    def _loop(self, context: Context, noise: np.ndarray | None, seed: Seed, guidance: float | None,
+              progress: Progress | None) -> np.ndarray:
+        """ddim_loop.onnx's whole DDIM in one call (its n, eta = 0 and no intermediates: check_ddim)."""
         rows, source, weight = self._inputs(context, noise, None, seed, guidance, ())
-        with self._runner(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
+        with self._pool.checkout(("loop", "ddim_loop", rows.shape[0], weight != 0)) as runner:
             sprites = runner.run(source.x_T, rows, weight).copy()
+        check_finite(sprites, rows, weight)
         if progress is not None:
             progress(1, 1)
         return sprites
@@ -236,19 +264,37 @@ class Sampler:
         the step indices whose noise the call draws, in order."""
         batch = None
         if noise is not None:
-            _check_array(noise, "noise", (None, *self.image_shape))
-            batch = noise.shape[0]
+            check_array(noise, "noise", (None, *self.image_shape))
+            batch = self._check_batch(noise.shape[0])
         elif context is None and _is_sequence(seed):
-            batch = len(seed)  # unconditional, one sprite per seed
-        rows = make_context(context, self.class_names, batch)
+            batch = self._check_batch(len(seed))  # unconditional, one sprite per seed
+        rows = make_context(context, self.class_names, batch, max_batch=self.max_batch)
         shape = (rows.shape[0], *self.image_shape)
         if step_noise is not None:
-            _check_array(step_noise, "step_noise", (self.timesteps, *shape))
+            check_array(step_noise, "step_noise", (self.timesteps, *shape))
         seeds = _seeds(seed, rows.shape[0])
-        weight = 0.0 if guidance is None else _check_number(guidance, "guidance")
+        weight = 0.0 if guidance is None else check_number(guidance, "guidance", upper=limits.MAX_GUIDANCE)
         return rows, Noise(noise, step_noise, seeds, shape, streams), weight
 
     # ------------------------------------------------------------ resources
+    def _check_batch(self, batch: Any) -> int:
+        """`batch` as an int in 1..max_batch, checked before anything of that size is allocated."""
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise InputError(f"batch must be a positive integer, got {batch!r}")
+        if batch > self.max_batch:
+            raise InputError(f"batch {batch} is more than this sampler's max_batch={self.max_batch}; sample in "
+                             "smaller batches, or raise it with Sampler.load(max_batch=...) (CLI: --max-batch)")
+        return int(batch)
+
+    def _kept_buffer(self, states: int, batch: int) -> np.ndarray:
+        """The (K, B, C, H, W) intermediates array, refused beyond limits.MAX_KEPT_BYTES."""
+        size = states * batch * math.prod(self.image_shape) * 4
+        if size > limits.MAX_KEPT_BYTES:
+            raise InputError(f"keeping {states} intermediate states of {batch} sprites takes {size / 2**20:.0f} MiB, "
+                             f"more than the {limits.MAX_KEPT_BYTES // 2**20} MiB allowed; use a larger save_rate "
+                             "or a smaller batch")
+        return np.empty((states, batch, *self.image_shape), np.float32)
+
     def _plan(self, key: tuple, build: Callable[[], Plan]) -> Plan:
         """The plan for `key`, built once (a DDPM plan costs milliseconds of scalar math)."""
         plan = self._plans.get(key)
@@ -266,13 +312,15 @@ class Sampler:
                              f"(the step and loop graphs are fp32); got impl={impl!r}")
         return impl
 
-    def _open_graphs(self, names: list[str]) -> None:
+    def _open_graphs(self, names: list[str], verified: dict[str, bytes]) -> None:
+        """Build the sessions of `names` now, from `verified` bytes where load already read them."""
         for name in names:
-            self._graph(name)
+            self._graph(name, verified.pop(_graph_file(name, self.precision), None))
 
-    def _graph(self, name: str) -> Graph:
+    def _graph(self, name: str, model: bytes | None = None) -> Graph:
         """The session of graph `name` (shared by all threads), built on first use from
-        re-verified bytes; ExportDirError when the export lacks it or it is unusable."""
+        re-verified bytes (or `model`, bytes verified just before); ExportDirError when the
+        export lacks it or it is unusable."""
         graph = self._graphs.get(name)
         if graph is not None:
             return graph
@@ -280,29 +328,14 @@ class Sampler:
             graph = self._graphs.get(name)
             if graph is None:
                 file = _graph_file(name, self.precision)
-                flag = "" if self.precision == "fp32" else f" --{self.precision}"
-                model = self.manifest.read_file(file, hint=f"re-export with spritegen-export{flag}")
+                if model is None:
+                    model = read_graph(self.manifest, file, self._checkpoint)
                 graph = Graph(name, model, cuda=self.cuda, threads=self.threads, cuda_graph=self.cuda_graph,
-                              spin=self.spin)
-                _check_io(graph, name, self.manifest.directory / file)
-                self.manifest.check_graph(name, graph.session.get_modelmeta().custom_metadata_map,
-                                          graph.session.get_inputs()[0].shape, file)
+                              spin=self.spin, file=file)
+                check_io(graph, name, self.manifest.directory / file)
+                self.manifest.check_dims(file, graph.session.get_inputs()[0].shape)
                 self._graphs[name] = graph
         return graph
-
-    @contextmanager
-    def _runner(self, key: tuple) -> Iterator[Any]:
-        """A workspace for `key` (impl, graph, batch, guided) owned by this call alone."""
-        with self._lock:
-            free = self._pool.setdefault(key, [])
-            runner = free.pop() if free else None
-        if runner is None:
-            runner = self._new_runner(*key)
-        try:
-            yield runner
-        finally:
-            with self._lock:
-                self._pool[key].append(runner)
 
     def _new_runner(self, impl: str, step_graph: str, batch: int, guided: bool) -> Any:
         shape, classes = self.image_shape, self.manifest.model.n_cfeat
@@ -311,16 +344,6 @@ class Sampler:
         if impl == "step":
             return StepRunner(self._graph(step_graph), step_graph == "ddim_step", batch, shape, classes, guided)
         return LoopRunner(self._graph("ddim_loop"), batch, shape, classes, guided)
-
-
-def _check_io(graph: Graph, name: str, path: Path) -> None:
-    """The session's input/output names must be the contract's (a foreign ONNX file is refused)."""
-    spec = GRAPHS[name]
-    found = ([i.name for i in graph.session.get_inputs()], [o.name for o in graph.session.get_outputs()])
-    wanted = ([s.name for s in spec.inputs], [s.name for s in spec.outputs])
-    if sorted(found[0]) != sorted(wanted[0]) or sorted(found[1]) != sorted(wanted[1]):
-        raise ExportDirError(f"{path} has inputs {found[0]} -> {found[1]}, but the contract says "
-                             f"{wanted[0]} -> {wanted[1]}; re-export with spritegen-export")
 
 
 def _is_sequence(seed: Any) -> bool:
@@ -359,43 +382,3 @@ def _check_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise InputError(f"unknown step implementation {impl!r}; choose one of {', '.join(IMPLS)}")
     return impl
-
-
-def _check_steps(n: Any, timesteps: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= timesteps:
-        raise InputError(f"DDIM steps n must be an integer in 1..{timesteps}, got {n!r}")
-    return int(n)
-
-
-def _check_rate(save_rate: Any) -> int | None:
-    if save_rate is None:
-        return None
-    if isinstance(save_rate, bool) or not isinstance(save_rate, (int, np.integer)) or save_rate < 1:
-        raise InputError(f"save_rate must be a positive integer, got {save_rate!r}")
-    return int(save_rate)
-
-
-def _check_number(value: Any, name: str, upper: float | None = None) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0 or (upper is not None and number > upper):
-        bounds = f"in 0..{upper:g}" if upper is not None else ">= 0"
-        raise InputError(f"{name} must be a finite number {bounds}, got {value!r}")
-    return number
-
-
-def _check_array(array: Any, name: str, shape: tuple[int | None, ...]) -> None:
-    """float32 ndarray of `shape` (None = any size >= 1), all finite."""
-    want = "(" + ", ".join("B" if s is None else str(s) for s in shape) + ")"
-    if not isinstance(array, np.ndarray):
-        raise InputError(f"{name} must be a numpy float32 array of shape {want}, got {type(array).__name__}")
-    if array.dtype != np.float32:
-        raise InputError(f"{name} must be float32, got {array.dtype}; pass {name}.astype(np.float32)")
-    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
-        raise InputError(f"{name} must have shape {want}, got {array.shape}")
-    if array.shape[0] == 0:
-        raise InputError(f"batch 0: {name} holds no sprites")
-    if not np.isfinite(array).all():
-        raise InputError(f"{name} holds NaN or Inf; pass finite standard normal draws")

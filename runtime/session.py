@@ -42,7 +42,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import onnxruntime as ort
 
-from spritegen.errors import ExportDirError, InputError
+from spritegen.errors import ExportDirError, InputError, first_line
 from spritegen.runtime import cuda as cuda_setup
 from spritegen.runtime.device_thread import DeviceThread, device_thread
 
@@ -72,6 +72,27 @@ def want_cuda(provider: str) -> bool:
     if wanted:
         cuda_setup.preload()  # the nvidia-* wheels' CUDA/cuDNN, before any CUDA session exists
     return wanted
+
+
+# The automatic spin rule (docs/runtime.md, "Spin-waiting"; measured by benchmarks/spin.py).
+SPIN_MIN_CORES = 2  # one core: the spinning pool thread and the caller share it, spinning only steals
+SPIN_MAX_LOAD_PER_CORE = 0.5  # the 1-minute load average per core above which the cores count as shared
+
+
+def auto_spin(threads: int | None = None) -> bool:
+    """Whether ORT's threads should spin-wait: only when this process has SPIN_MIN_CORES or
+    more and the machine is quiet (1-minute load average below SPIN_MAX_LOAD_PER_CORE per
+    core). Spinning saves a thread wake-up per node on free cores, and steals a core from
+    other work on busy ones (the measured trade in docs/runtime.md). Decided when a sampler
+    loads: ORT fixes spinning per session."""
+    cores = default_threads()
+    if cores < SPIN_MIN_CORES or (threads is not None and threads < 2):
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): keep ORT's default
+        return True
+    return load < SPIN_MAX_LOAD_PER_CORE * (os.cpu_count() or cores)
 
 
 def session_options(threads: int | None, spin: bool = True) -> ort.SessionOptions:
@@ -130,14 +151,15 @@ class Graph:
     """One graph file's session and the device its buffers live on."""
 
     def __init__(self, name: str, model: bytes, *, cuda: bool, threads: int | None,
-                 cuda_graph: bool = False, device_id: int = 0, spin: bool = True) -> None:
+                 cuda_graph: bool = False, device_id: int = 0, spin: bool = True, file: str | None = None) -> None:
         self.name, self.spin = name, spin
+        self.file = file or f"{name}.onnx"  # the file read, named in errors (unet_int8.onnx for "unet")
         self.cuda, self.cuda_graph, self.device_id = cuda, cuda and cuda_graph, device_id
         self.device = device_thread(device_id) if self.cuda_graph else None
         self.capture_refused: str | None = None  # ORT's reason, when it refused CUDA graphs for this file
         self.session = self.on_device(self._open, model, threads)
         if self.capture_refused:  # warned here, on the caller's thread, not on the device thread
-            warnings.warn(f"CUDA graphs unavailable for {name} ({self.capture_refused}); running without",
+            warnings.warn(f"CUDA graphs unavailable for {self.file} ({self.capture_refused}); running without",
                           RuntimeWarning, stacklevel=4)
         self._graph_ids = itertools.count(1)  # gpu_graph_id 0 is reserved by ORT, -1 means "no capture"
 
@@ -153,14 +175,14 @@ class Graph:
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             session = self._without_cuda_graph(model, threads, exc)
         if self.cuda and _CUDA not in session.get_providers():
-            raise InputError(f"ONNX Runtime could not start CUDA for {self.name} ({_cuda_hint()}); "
+            raise InputError(f"ONNX Runtime could not start CUDA for {self.file} ({_cuda_hint()}); "
                              "use provider='cpu'")
         if self.cuda:
             try:
                 cuda_setup.warm_up(session, cuda_setup.skip_capture() if self.cuda_graph else None)
             except Exception as exc:
-                raise InputError(f"ONNX Runtime started CUDA but could not run {self.name}.onnx on it "
-                                 f"({_first_line(exc)}; {_cuda_hint()}); use provider='cpu'") from None
+                raise InputError(f"ONNX Runtime started CUDA but could not run {self.file} on it "
+                                 f"({first_line(exc)}; {_cuda_hint()}); use provider='cpu'") from None
         return session
 
     def _session(self, model: bytes, threads: int | None) -> ort.InferenceSession:
@@ -185,12 +207,12 @@ class Graph:
             except Exception:
                 session = None  # not CUDA graphs' fault: report the first failure below
             if session is not None:
-                self.capture_refused = _first_line(first)
+                self.capture_refused = first_line(first)
                 return session
         if self.cuda:
-            raise InputError(f"ONNX Runtime could not load {self.name}.onnx on CUDA ({_first_line(first)}); "
+            raise InputError(f"ONNX Runtime could not load {self.file} on CUDA ({first_line(first)}); "
                              "check the GPU and CUDA/cuDNN libraries, or use provider='cpu'") from None
-        raise ExportDirError(f"ONNX Runtime cannot load {self.name}.onnx ({_first_line(first)}); "
+        raise ExportDirError(f"ONNX Runtime cannot load {self.file} ({first_line(first)}); "
                              "re-export with spritegen-export") from None
 
     def buffer(self, shape: tuple[int, ...], dtype: type = np.float32) -> Buffer:
@@ -246,7 +268,3 @@ def _cuda_hint() -> str:
     printed = cuda_setup.preload()
     hint = "no visible GPU, or CUDA/cuDNN libraries missing: pip install 'spritegen[runtime-gpu]'"
     return f"{hint}; preload_dlls said: {printed[:200]}" if printed else hint
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]

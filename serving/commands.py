@@ -33,7 +33,8 @@ def serve(
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default: all cores)."),
     provider: str = typer.Option(ServeOptions.provider, help="auto (CUDA if available), cuda or cpu."),
     precision: str = typer.Option(ServeOptions.precision, help="Network precision: fp32, fp16 or int8."),
-    spin: bool = typer.Option(ServeOptions.spin, "--spin/--no-spin", help="ORT threads spin-wait between ops."),
+    spin: bool = typer.Option(ServeOptions.spin, "--spin/--no-spin", metavar="",
+                              help="ORT threads spin-wait between ops."),
     exit_timeout: int = typer.Option(ServeOptions.exit_timeout_s, help="Seconds in-flight requests get to "
                                      "finish on SIGTERM/Ctrl-C."),
 ) -> None:

@@ -11,8 +11,9 @@ import ipaddress
 from dataclasses import dataclass, fields
 
 from spritegen.errors import InputError
+from spritegen.runtime.limits import MAX_BATCH
 
-MAX_BATCH_SIZE = 1024  # sprites one Sampler call may hold (the runtime's own batch bound)
+MAX_BATCH_SIZE = MAX_BATCH  # sprites one Sampler call may hold (the runtime's own batch bound)
 MAX_QUEUE_DELAY_US = 1_000_000  # a second of waiting for company is already far too long
 MAX_INSTANCES = 64
 PROVIDERS = ("auto", "cpu", "cuda")

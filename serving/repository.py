@@ -29,6 +29,7 @@ from pathlib import Path
 from spritegen.contract import GRAPHS, GraphSpec, TensorSpec
 from spritegen.errors import OutputError, SpriteGenError
 from spritegen.runtime.manifest import Manifest, load_manifest
+from spritegen.runtime.verify import check_files
 
 REPO_GRAPHS = ("ddim_loop", "unet")  # the whole sampler, and the network for clients with their own loop
 MODEL_PREFIX = "spritegen_"
@@ -93,6 +94,7 @@ def write_repository(export_dir: str | Path, out: str | Path, options: RepoOptio
         raise OutputError(f"{out} already exists; choose a new directory for the model repository")
     if not out.parent.is_dir():
         raise OutputError(f"directory {out.parent} does not exist; create it first")
+    check_files(manifest, keep=set())  # sizes, hashes, metadata, one checkpoint: as Sampler.load checks them
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for graph in REPO_GRAPHS:
@@ -101,7 +103,7 @@ def write_repository(export_dir: str | Path, out: str | Path, options: RepoOptio
                                      "with spritegen-export")
             folder = staging / model_name(graph)
             (folder / VERSION).mkdir(parents=True)
-            (folder / VERSION / MODEL_FILE).write_bytes(manifest.read_graph(graph))
+            (folder / VERSION / MODEL_FILE).write_bytes(manifest.read_file(GRAPHS[graph].file))
             config = model_config(graph, manifest, options)
             (folder / "config.pbtxt").write_text(text_format.MessageToString(config))
         staging.chmod(0o755)

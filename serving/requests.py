@@ -19,7 +19,8 @@ import numpy as np
 
 from spritegen.errors import InputError
 from spritegen.runtime.context import make_context
-from spritegen.runtime.sampler import _check_array, _check_number, _check_steps
+from spritegen.runtime import limits
+from spritegen.runtime.checks import check_array, check_number, check_steps
 from spritegen.serving.schema import DEFAULTS, UNCONDITIONAL, Schema
 
 CONTEXT_INPUTS = ("context", "class_name", "class_index")
@@ -116,11 +117,11 @@ def _params(request: Mapping[str, np.ndarray], row: int, sampler: str, timesteps
     def value(name: str) -> object:
         return request[name][row, 0].item() if name in request else DEFAULTS[name]
 
-    guidance = _check_number(value("guidance"), "guidance")
+    guidance = check_number(value("guidance"), "guidance", upper=limits.MAX_GUIDANCE)
     if sampler == "ddpm":
         return Params("ddpm", 0, 0.0, guidance, "step_noise" in request)
-    n = _check_steps(value("n"), timesteps)
-    eta = _check_number(value("eta"), "eta", upper=1.0)
+    n = check_steps(value("n"), timesteps)
+    eta = check_number(value("eta"), "eta", upper=1.0)
     return Params("ddim", n, eta, guidance, "step_noise" in request and eta > 0)
 
 
@@ -135,5 +136,5 @@ def _noise(request: Mapping[str, np.ndarray], name: str, shape: tuple[int | None
     if name not in request:
         return None
     array = request[name]
-    _check_array(array, name, shape)
+    check_array(array, name, shape)
     return array

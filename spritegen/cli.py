@@ -1,23 +1,21 @@
 """`spritegen`: make sprites from an export, torch-free (sample, compare, mix).
 
-Every command samples through `spritegen.runtime.Sampler`; pictures are written only
-after sampling succeeded, each through a temporary file renamed at the end. Bad input
-prints one `error: ...` line and exits 1 (typer's own usage errors exit 2).
+Every command samples through `spritegen.runtime.Sampler`. Everything that can be
+checked is checked before sampling (which can take minutes): option values (typer's
+usage errors exit 2), the batch against --max-batch, picture sizes, and every output
+path (spritegen.cli_outputs: format from the extension, distinct files, writable
+regular targets). Pictures are written only after sampling succeeded, each through
+spritegen.files (temporary file renamed at the end). Bad input prints one
+`error: ...` line and exits 1.
 
-Without --export-dir, commands use a cached export of the bundled demo checkpoint in
-the user's cache directory, keyed by the checkpoint's sha256, and create it on first
-use (that once needs torch, via spritegen.export). More commands (e.g. `bench`) plug in
-with `@app.command()` on this `app`.
+Without --export-dir, commands use a cached export of the bundled demo checkpoint
+(spritegen.cache), created on first use and rebuilt when damaged (that needs torch,
+via spritegen.export). More commands plug in with `@app.command()` on this `app`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import netrc
-import os
 import secrets
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -25,20 +23,22 @@ from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlparse
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spritegen.contract import CHECKPOINT_FILE, MANIFEST_FILE
-from spritegen.errors import ExportDirError, InputError, SpriteGenError
+from spritegen import __version__, wandb_env
+from spritegen.cache import bundled_checkpoint, cache_dir, check_cached_precision, damaged, default_export  # noqa: F401
+from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
+from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE
+from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
+from spritegen.runtime import limits
 
 app = typer.Typer(help="Make SpriteGen sprites with ONNX Runtime (no torch needed).", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
 err = Console(stderr=True)
-WANDB_PROJECT = "dlai_sprite_diffusion"
 
 
 class SamplerName(str, Enum):
@@ -61,18 +61,38 @@ class Precision(str, Enum):
 ExportDir = typer.Option(None, "--export-dir", "-e", envvar="SPRITEGEN_EXPORT_DIR", file_okay=False,
                          help="Export directory from spritegen-export (default: a cached export of the bundled model).")
 ProviderOpt = typer.Option("auto", "--provider", help="auto (CUDA if available), cuda or cpu.")
-ThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores).")
-SpinOpt = typer.Option(True, "--spin/--no-spin", help="ONNX Runtime threads spin-wait between ops: fastest on "
-                       "free cores; --no-spin when other busy work shares them.")
+ThreadsOpt = typer.Option(None, "--threads", min=1, max=limits.max_threads(),
+                          help="ONNX Runtime intra-op threads (default: all cores).")
+SpinOpt = typer.Option(None, "--spin/--no-spin", metavar="", help="Force ONNX Runtime's spin-waiting on or off "
+                       "(default: automatic; docs/runtime.md).")
+MaxBatchOpt = typer.Option(limits.MAX_BATCH, "--max-batch", min=1, help="Most sprites one run may sample (a "
+                           "memory bound, checked before sampling).")
 ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused graph; the fp32 default), unet "
                        "(network + numpy update; the only one for fp16/int8) or loop (whole-DDIM graph, its fixed n "
                        "only).")
 PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
                             "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
-SeedOpt = typer.Option(None, "--seed", min=0, help="Seed in [0, 2^64) of the portable noise, docs/noise.md "
-                       "(default: a fresh one, printed).")
-GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, help="Classifier-free guidance weight (0 = off).")
-ScaleOpt = typer.Option(8, "--scale", min=1, max=64, help="Pixels per sprite pixel in pictures.")
+SeedOpt = typer.Option(None, "--seed", min=0, max=2**64 - 1, help="Seed in [0, 2^64) of the portable noise, "
+                       "docs/noise.md (default: a fresh one, printed).")
+GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, max=limits.MAX_GUIDANCE,
+                           help="Classifier-free guidance weight (0 = off).")
+ScaleOpt = typer.Option(8, "--scale", min=1, max=limits.MAX_SCALE, help="Pixels per sprite pixel in pictures.")
+StepsOpt = typer.Option(None, "--n", help=f"DDIM steps, 1..T (default: {DDIM_DEFAULT_STEPS}; with --impl loop, the "
+                        "loop graph's own).")
+EtaOpt = typer.Option(None, "--eta", min=0.0, max=1.0, help="DDIM stochasticity (default 0 = deterministic).")
+PICTURES = ("png", "gif")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spritegen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
+                                      help="Print the version and exit.")) -> None:
+    """Make SpriteGen sprites with ONNX Runtime (no torch needed)."""
 
 
 # ------------------------------------------------------------------ commands
@@ -80,40 +100,52 @@ ScaleOpt = typer.Option(8, "--scale", min=1, max=64, help="Pixels per sprite pix
 def sample(
     export_dir: Optional[Path] = ExportDir,
     sampler: SamplerName = typer.Option(SamplerName.ddim, "--sampler", help="ddim (fast) or ddpm (T steps)."),
-    n: int = typer.Option(25, "--n", help="DDIM steps (1..T)."),
-    eta: float = typer.Option(0.0, "--eta", min=0.0, max=1.0, help="DDIM stochasticity (0 = deterministic)."),
+    n: Optional[int] = StepsOpt,
+    eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names, or "
                                           "'unconditional' (default: every class)."),
     num: int = typer.Option(6, "--num", min=1, help="Sprites per class."),
     seed: Optional[int] = SeedOpt,
     guidance: float = GuidanceOpt,
-    out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="Grid PNG to write."),
-    gif: Optional[Path] = typer.Option(None, "--gif", help="Also write the denoising trajectory as a GIF."),
+    out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="Grid to write: .png or .gif, or .npy (the "
+                             "sprites as float32 (B,C,H,W))."),
+    gif: Optional[Path] = typer.Option(None, "--gif", help="Also write the denoising trajectory as a .gif."),
     npy: Optional[Path] = typer.Option(None, "--npy", help="Also write the sprites as a float32 (B,C,H,W) .npy."),
     scale: int = ScaleOpt,
     provider: str = ProviderOpt,
     threads: Optional[int] = ThreadsOpt,
     impl: Optional[Impl] = ImplOpt,
     precision: Precision = PrecisionOpt,
-    spin: bool = SpinOpt,
+    spin: Optional[bool] = SpinOpt,
+    max_batch: int = MaxBatchOpt,
     server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
                                          "host:port or grpc://host:port (same seed, same grid as a local run)."),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
     with _errors():
-        _check_outputs(out, gif, npy)
-        runtime = _remote(server) if server else _open(export_dir, provider, threads, impl, spin, precision)
+        ddim_options(sampler.value, n=n, eta=eta)
+        check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
+                      + ([Output("--npy", npy, ("npy",))] if npy else []))
+        runtime = _remote(server) if server else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
         names = _class_list(classes, runtime.class_names)
+        rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
+        if server:  # the service checks the request (and refuses --gif: final sprites only)
+            n = DDIM_DEFAULT_STEPS if n is None else n
+        else:
+            check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
+            if sampler is SamplerName.ddim:
+                n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
+            frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
+            images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
-        rate = (1 if sampler is SamplerName.ddim else 20) if gif else None
         with _progress(f"{sampler.value}") as progress:
             kwargs = dict(seed=seed, guidance=guidance, save_rate=rate, progress=progress)
-            result = (runtime.ddim(context, n=n, eta=eta, **kwargs) if sampler is SamplerName.ddim
+            result = (runtime.ddim(context, n=n, eta=eta or 0.0, **kwargs) if sampler is SamplerName.ddim
                       else runtime.ddpm(context, **kwargs))
         sprites, kept = result if rate else (result, None)
-        written = [images.save_png(images.grid(images.sprite_rows(sprites, names, num), scale=scale), out)]
+        written = [_save(out, sprites, lambda: images.grid(images.sprite_rows(sprites, names, num), scale=scale))]
         if gif:
             start = runtime.noise(len(context), seed)  # x_T: the trajectory starts from pure noise
             frames = [images.grid(images.sprite_rows(frame, names, num), scale=scale) for frame in (start, *kept)]
@@ -126,29 +158,33 @@ def sample(
 @app.command()
 def compare(
     export_dir: Optional[Path] = ExportDir,
-    n: int = typer.Option(25, "--n", help="DDIM steps (1..T)."),
-    eta: float = typer.Option(0.0, "--eta", min=0.0, max=1.0, help="DDIM stochasticity."),
+    n: Optional[int] = StepsOpt,
+    eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names (default: all)."),
     num: int = typer.Option(6, "--num", min=1, help="Sprites per class."),
     seed: Optional[int] = SeedOpt,
     guidance: float = GuidanceOpt,
-    out: Path = typer.Option(Path("samplers_battle.png"), "--out", "-o", help="Table PNG to write."),
-    wandb_log: bool = typer.Option(True, "--wandb/--no-wandb", help="Log the table to W&B (offline unless "
-                                   "logged in)."),
-    project: str = typer.Option(WANDB_PROJECT, "--project", help="W&B project."),
-    scale: int = typer.Option(4, "--scale", min=1, max=64, help="Pixels per sprite pixel in the PNG."),
+    out: Path = typer.Option(Path("samplers_battle.png"), "--out", "-o", help="Table to write (.png or .gif)."),
+    wandb_log: bool = typer.Option(True, "--wandb/--no-wandb", metavar="", help="Log the table to W&B (offline "
+                                   "unless logged in)."),
+    project: str = typer.Option(wandb_env.PROJECT, "--project", help="W&B project."),
+    scale: int = typer.Option(4, "--scale", min=1, max=limits.MAX_SCALE, help="Pixels per sprite pixel in the PNG."),
     provider: str = ProviderOpt,
     threads: Optional[int] = ThreadsOpt,
     impl: Optional[Impl] = ImplOpt,
     precision: Precision = PrecisionOpt,
-    spin: bool = SpinOpt,
+    spin: Optional[bool] = SpinOpt,
+    max_batch: int = MaxBatchOpt,
 ) -> None:
     """The samplers battle: the same noise through DDPM (T steps) and DDIM (n steps), side by side."""
     from spritegen.runtime import images
     with _errors():
-        _check_outputs(out)
-        runtime = _open(export_dir, provider, threads, impl, spin, precision)
+        check_outputs([Output("--out", out, PICTURES)])
+        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
         names = _class_list(classes, runtime.class_names)
+        check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
+        n = runtime.check_ddim(n=n, eta=eta or 0.0)  # before the DDPM half, which takes T steps
+        images.check_grid(len(names) * num, 3, scale, runtime.image_shape[1:])
         labels = [name for name in names for _ in range(num)]
         context = [None if name == "unconditional" else name for name in labels]
         seed = _seed(seed)
@@ -160,17 +196,17 @@ def compare(
             seconds["ddpm"] = time.perf_counter() - start
         with _progress("ddim") as progress:
             start = time.perf_counter()
-            ddim = runtime.ddim(context, n=n, eta=eta, noise=noise, seed=seed, guidance=guidance, progress=progress)
+            ddim = runtime.ddim(context, n=n, eta=eta or 0.0, noise=noise, seed=seed, guidance=guidance,
+                                progress=progress)
             seconds["ddim"] = time.perf_counter() - start
         header = ["input noise", f"ddpm ({runtime.timesteps} steps, {seconds['ddpm']:.2f} s)",
                   f"ddim ({n} steps, {seconds['ddim']:.2f} s)", "class"]
         rows = [[noise[k], ddpm[k], ddim[k], labels[k]] for k in range(len(labels))]
-        table = images.grid(rows, header=header, scale=scale, normalise_columns=(0,))
-        written = [images.save_png(table, out)]
+        written = [_save(out, None, lambda: images.grid(rows, header=header, scale=scale, normalise_columns=(0,)))]
         _report(written, f"ddpm {seconds['ddpm']:.2f} s, ddim {seconds['ddim']:.2f} s, seed {seed}")
         if wandb_log:
             _log_battle(project, noise, ddpm, ddim, labels, seconds,
-                        {"seed": seed, "ddim_n": n, "eta": eta, "guidance": guidance, "impl": runtime.impl,
+                        {"seed": seed, "ddim_n": n, "eta": eta or 0.0, "guidance": guidance, "impl": runtime.impl,
                          "precision": runtime.precision, "provider": runtime.provider, "timesteps": runtime.timesteps})
 
 
@@ -184,29 +220,39 @@ def mix(
                                               "(repeatable)."),
     num: int = typer.Option(6, "--num", min=1, help="Columns: sprites per row, same noise down a column."),
     sampler: SamplerName = typer.Option(SamplerName.ddim, "--sampler", help="ddim or ddpm."),
-    n: int = typer.Option(25, "--n", help="DDIM steps (1..T)."),
+    n: Optional[int] = StepsOpt,
     seed: Optional[int] = SeedOpt,
     guidance: float = GuidanceOpt,
-    out: Path = typer.Option(Path("mix.png"), "--out", "-o", help="Grid PNG to write."),
+    out: Path = typer.Option(Path("mix.png"), "--out", "-o", help="Grid to write: .png or .gif, or .npy (the "
+                             "sprites)."),
     scale: int = ScaleOpt,
     provider: str = ProviderOpt,
     threads: Optional[int] = ThreadsOpt,
     impl: Optional[Impl] = ImplOpt,
     precision: Precision = PrecisionOpt,
-    spin: bool = SpinOpt,
+    spin: Optional[bool] = SpinOpt,
+    max_batch: int = MaxBatchOpt,
 ) -> None:
     """Blended contexts: a ramp between two classes plus your blends; each column shares its noise."""
     from spritegen.runtime import images
     from spritegen.runtime.context import describe, parse_blend
     with _errors():
-        _check_outputs(out)
-        runtime = _open(export_dir, provider, threads, impl, spin, precision)
+        ddim_options(sampler.value, n=n, eta=None)
+        check_outputs([Output("--out", out, (*PICTURES, "npy"))])
+        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
         names = runtime.class_names
-        blends = [{start: 1 - w, end: w} for w in np.linspace(0, 1, steps)] if start and steps else []
+        ramp = steps if start else 0
+        check_batch((ramp + len(blend or [])) * num, runtime, f"{ramp + len(blend or [])} rows x --num {num}")
+        if ramp and start.strip().lower() == end.strip().lower():
+            raise InputError(f"--from and --to both name {start!r}; a ramp needs two different classes")
+        blends = [{start: 1 - w, end: w} for w in np.linspace(0, 1, ramp)]
         blends += [parse_blend(text, names) for text in blend or []]
         if not blends:
             raise InputError("nothing to mix: give --steps > 0 with --from/--to, or at least one --blend")
         rows = runtime.context(blends)  # validates names and weights before any sampling
+        if sampler is SamplerName.ddim:
+            n = runtime.check_ddim(n=n)
+        images.check_grid(len(rows), num, scale, runtime.image_shape[1:])
         context = np.repeat(rows, num, axis=0)  # (R*num, K): row r holds blend r
         seed = _seed(seed)
         # One seed per sprite (docs/noise.md section 4): column k draws from seed + k, so a
@@ -218,7 +264,7 @@ def mix(
             else:
                 sprites = runtime.ddpm(context, seed=seeds, guidance=guidance, progress=progress)
         labels = [describe(row, names) for row in rows]
-        written = [images.save_png(images.grid(images.sprite_rows(sprites, labels, num), scale=scale), out)]
+        written = [_save(out, sprites, lambda: images.grid(images.sprite_rows(sprites, labels, num), scale=scale))]
         _report(written, f"{len(rows)} blends x {num} noises, {sampler.value}, seed {seed}")
 
 
@@ -249,110 +295,73 @@ def _report(paths: list[Path], summary: str) -> None:
     typer.echo(summary)
 
 
-def _check_outputs(*paths: Optional[Path]) -> None:
-    """Refuse unwritable outputs before any sampling, so a failure writes nothing."""
-    for path in filter(None, paths):
-        if path.is_dir():
-            raise InputError(f"output {path} is a directory; give a file name")
-        if not path.parent.is_dir():
-            raise InputError(f"directory {path.parent} does not exist; create it or choose another --out")
-        if not os.access(path.parent, os.W_OK):
-            raise InputError(f"directory {path.parent} is not writable")
+def _remote(server: str):
+    from spritegen.client import Client, RemoteSampler
+    return RemoteSampler(Client(server))
+
+
+def _say(message: str) -> None:
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _save(path: Path, sprites: Optional[np.ndarray], picture) -> Path:
+    """Write `path` in the format its extension names (checked before sampling by check_outputs):
+    the picture `picture()` builds, as PNG or a one-frame GIF, or the sprites as .npy."""
+    from spritegen.runtime import images
+    kind = Output("--out", path, (*PICTURES, "npy")).format
+    if kind == "npy":
+        return images.save_npy(sprites, path)
+    return images.save_png(picture(), path) if kind == "png" else images.save_gif([picture()], path)
 
 
 def _class_list(classes: Optional[str], valid: tuple[str, ...]) -> list[str]:
-    """--classes 'hero,food' -> ['hero', 'food'], checked; default: every class."""
+    """--classes 'hero,food' -> ['hero', 'food'] (spelled as the export spells them); default: every class."""
     if classes is None:
         return list(valid)
-    names = [c.strip().lower() for c in classes.split(",") if c.strip()]
-    if not names:
+    by_key = {name.lower(): name for name in valid}
+    keys = [c.strip().lower() for c in classes.split(",") if c.strip()]
+    if not keys:
         raise InputError(f"--classes names no class; valid classes: {', '.join(valid)}, unconditional")
-    for name in names:
-        if name not in valid and name != "unconditional":
-            raise InputError(f"unknown class {name!r}; valid classes: {', '.join(valid)}, unconditional")
-    return names
+    for key in keys:
+        if key not in by_key and key != "unconditional":
+            raise InputError(f"unknown class {key!r}; valid classes: {', '.join(valid)}, unconditional")
+    return [by_key.get(key, key) for key in keys]
 
 
 def _seed(seed: Optional[int]) -> int:
     return secrets.randbits(32) if seed is None else seed
 
 
-def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Optional[Impl], spin: bool,
-          precision: Precision):
+def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Optional[Impl],
+          spin: Optional[bool], precision: Precision, max_batch: int = limits.MAX_BATCH):
+    """The Sampler on --export-dir, else on the bundled model's cached export (rebuilt once when damaged)."""
+    options = dict(provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
+                   precision=precision.value, max_batch=max_batch)
+    if export_dir is not None:
+        return _load(export_dir, options)
+    directory = default_export(_say)
+    check_cached_precision(directory, precision.value)
+    try:
+        return _load(directory, options)
+    except ExportDirError as exc:
+        if not damaged(directory):
+            raise
+        _say(f"the cached export {directory} is damaged ({exc})")
+        return _load(default_export(_say, rebuild=True), options)
+
+
+def _load(directory, options: dict):
+    """Sampler.load, its warnings (e.g. provider auto falling back to the CPU) one line each on stderr."""
     from spritegen.runtime import Sampler
-    directory = export_dir if export_dir is not None else default_export()
-    with warnings.catch_warnings(record=True) as caught:  # e.g. provider auto falling back to the CPU
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        sampler = Sampler.load(directory, provider=provider, threads=threads, impl=impl.value if impl else None,
-                               spin=spin, precision=precision.value)
+        sampler = Sampler.load(directory, **options)
     for warning in caught:
         err.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
     return sampler
 
 
-def _remote(server: str):
-    from spritegen.client import Client, RemoteSampler
-    return RemoteSampler(Client(server))
-
-
-# ------------------------------------------------- the bundled model's export
-def cache_dir() -> Path:
-    """Where spritegen caches exports: $SPRITEGEN_CACHE_DIR, else the platform's user cache."""
-    if os.environ.get("SPRITEGEN_CACHE_DIR"):
-        return Path(os.environ["SPRITEGEN_CACHE_DIR"])
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "spritegen"
-
-
-def bundled_checkpoint() -> Path:
-    """The demo checkpoint shipped in spritegen.export, found without importing it (torch)."""
-    spec = importlib.util.find_spec("spritegen.export")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(locations[0]) / "demo" / CHECKPOINT_FILE if locations else None
-    if path is None or not path.is_file():
-        raise ExportDirError("no --export-dir given and the bundled demo checkpoint is missing; pass "
-                             "--export-dir DIR (made with spritegen-export)")
-    return path
-
-
-def default_export() -> Path:
-    """The cached export of the bundled checkpoint, created on first use (needs torch once)."""
-    checkpoint = bundled_checkpoint()
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    target = cache_dir() / "exports" / digest[:16]
-    if (target / MANIFEST_FILE).is_file():
-        return target
-    try:
-        from spritegen.export.exporter import export  # lazy: torch is needed only here
-    except ImportError as exc:
-        raise ExportDirError(f"no --export-dir given and no cached export of the bundled model in {target}; "
-                             f"creating it needs the export extra ({exc.name or 'torch'} is missing): pip install "
-                             "'spritegen[export]', or pass --export-dir") from None
-    err.print(f"creating the bundled model's export in {target} (once)...", markup=False, soft_wrap=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    export(None, target, say=lambda message: err.print(f"  {message}", markup=False, soft_wrap=True))
-    return target
-
-
 # ------------------------------------------------------------------ W&B
-def _wandb_mode() -> Optional[str]:
-    """None when WANDB_MODE says what to do, else online if logged in (key or netrc), else offline."""
-    if os.environ.get("WANDB_MODE"):
-        return None
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return "online" if netrc.netrc(os.environ.get("NETRC")).authenticators(host) else "offline"
-    except (OSError, netrc.NetrcParseError):
-        return "offline"
-
-
 def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndarray, labels: list[str],
                 seconds: dict[str, float], config: dict) -> None:
     """The seed's `samplers_battle` run: a wandb.Table input_noise, ddpm, ddim, class (+ timings)."""
@@ -364,7 +373,8 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
                   "or pass --no-wandb)", markup=False, soft_wrap=True)
         return
     try:
-        with wandb.init(project=project, job_type="samplers_battle", config=config, mode=_wandb_mode()) as run:
+        mode = wandb_env.resolve_mode()
+        with wandb.init(project=project, job_type="samplers_battle", config=config, mode=mode) as run:
             table = wandb.Table(columns=["input_noise", "ddpm", "ddim", "class", "ddpm_seconds", "ddim_seconds"])
             for k, label in enumerate(labels):
                 table.add_data(wandb.Image(to_pixels(noise[k], normalise=True)), wandb.Image(to_pixels(ddpm[k])),
@@ -373,8 +383,7 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
             run.summary.update({f"{name}_seconds": value for name, value in seconds.items()})
             where = run.url or run.dir
     except Exception as exc:  # wandb raises many types (network, auth, settings)
-        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise SpriteGenError(f"W&B logging failed ({first}); the PNG was written; rerun with --no-wandb "
+        raise SpriteGenError(f"W&B logging failed ({first_line(exc)}); the PNG was written; rerun with --no-wandb "
                              "or fix W&B") from None
     typer.echo(f"logged the samplers table to W&B: {where}")
 

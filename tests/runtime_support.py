@@ -7,10 +7,12 @@ must never alter it, so a test that corrupts an export works on `copy_export`'s 
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,20 @@ import numpy as np
 def copy_export(source: Path, target: Path) -> Path:
     """A private copy of an export directory, to corrupt or edit."""
     shutil.copytree(source, target)
+    return target
+
+
+def link_export(source: Path, target: Path, manifest: dict[str, Any] | bytes | None = None) -> Path:
+    """A directory whose files are symlinks to `source`'s (cheap, and `source` is never altered:
+    replace a link, never write through it) with its own manifest.json (default: a copy)."""
+    from spritegen.contract import MANIFEST_FILE
+
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.name != MANIFEST_FILE:
+            (target / path.name).symlink_to(path)
+    data = (source / MANIFEST_FILE).read_bytes() if manifest is None else manifest
+    (target / MANIFEST_FILE).write_bytes(data if isinstance(data, bytes) else json.dumps(data).encode())
     return target
 
 

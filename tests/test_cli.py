@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from spritegen.cli import _wandb_mode, app
+from spritegen.cli import app
+from spritegen.wandb_env import resolve_mode
 from spritegen.runtime.images import to_pixels
 from tests.runtime_support import copy_export
 
@@ -90,6 +92,96 @@ def test_sample_bad_input(export_dir: Path, tmp_path: Path, args: list[str], exp
     _fails(_run("sample", "-e", export_dir, "--num", "1", *args), expected, tmp_path)
 
 
+@pytest.mark.parametrize("args", [
+    ["sample", "--bogus"],
+    ["sample", "--guidance", "3.5e38"],
+    ["sample", "--threads", "100000"],
+    ["sample", "--scale", "0"],
+    ["sample", "--sampler", "ddpn"],
+    ["compare", "--num", "0"],
+    ["mix", "--steps", "-1"],
+])
+def test_usage_errors_exit_2_with_the_usage_message(args: list[str], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _run(*args)
+    assert result.exit_code == 2, result.output
+    assert "Usage: " in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_and_flag_help() -> None:
+    from spritegen import __version__
+
+    result = _run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"spritegen {__version__}"
+    for command in ("sample", "compare"):
+        text = _run(command, "--help").stdout
+        flags = [line for line in text.splitlines() if "--no-spin" in line or "--no-wandb" in line]
+        assert flags and not any("<bool>" in line for line in flags), flags  # shown as flags, not values
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--out", "s.jpg"], "--out s.jpg: unsupported extension '.jpg'; --out writes .png, .gif, .npy"),
+    (["--out", "s"], "unsupported extension '(none)'"),
+    (["--out", "a.npy", "--npy", "a.npy"], "--npy and --out both name a.npy"),
+    (["--out", "a.npy", "--npy", "./sub/../a.npy"], "--npy and --out both name"),
+    (["--gif", "t.png"], "--gif writes .gif"),
+    (["--out", "/proc/x.png"], "--out: cannot create files in /proc"),
+    (["--out", "missing/dir/grid.png"], "does not exist"),
+    (["--out", "x" * 300 + ".png"], "cannot write"),
+    (["--out", "link.png"], "refusing to write link.png: it is a symlink"),
+    (["--sampler", "ddpm", "--eta", "0.5"], "--eta is a DDIM option"),
+    (["--sampler", "ddpm", "--n", "5", "--eta", "0.5"], "--n and --eta are DDIM options"),
+])
+def test_outputs_and_options_are_refused_before_the_export_is_opened(tmp_path: Path, args: list[str],
+                                                                      expected: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked before anything else: even a missing export directory is not reached."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.png").symlink_to("/proc/self/fd/1")
+    result = _run("sample", "-e", tmp_path / "no-export", "--num", "1", *args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png"] and (tmp_path / "link.png").is_symlink()
+
+
+@pytest.mark.parametrize("command, args, expected", [
+    ("sample", ["--num", "1000000"], "--num 1000000 x 5 classes = 5000000 sprites, more than --max-batch 1024"),
+    ("sample", ["--num", "3", "--max-batch", "2", "-c", "hero"], "more than --max-batch 2"),
+    ("sample", ["--num", "200", "--scale", "64"], "pixels, more than the"),
+    ("compare", ["--n", "0", "--no-wandb"], "DDIM steps n must be an integer in 1..500"),
+    ("compare", ["--impl", "loop", "--n", "7", "--no-wandb"], "n=25 only"),
+    ("mix", ["--steps", "100000"], "more than --max-batch"),
+    ("mix", ["--sampler", "ddpm", "--steps", "1", "--num", "1000", "--scale", "64"], "pixels, more than the"),
+    ("mix", ["--sampler", "ddpm", "--n", "5"], "--n is a DDIM option"),
+])
+def test_requests_are_refused_before_sampling(export_dir: Path, tmp_path: Path, command: str, args: list[str],
+                                              expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before the first sampler call (the DDPM half of compare takes T steps)."""
+    from spritegen.runtime import Sampler
+
+    calls = []
+    for name in ("ddpm", "ddim"):
+        real = getattr(Sampler, name)
+        monkeypatch.setattr(Sampler, name, lambda self, *a, _real=real, _name=name, **k: calls.append(_name)
+                            or _real(self, *a, **k))
+    monkeypatch.chdir(tmp_path)
+    _fails(_run(command, "-e", export_dir, *args), expected, tmp_path)
+    assert calls == []
+
+
+def test_sample_out_extension_decides_the_format(export_dir: Path, tmp_path: Path) -> None:
+    gif, npy = tmp_path / "grid.gif", tmp_path / "grid.npy"
+    for out in (gif, npy):
+        result = _run("sample", "-e", export_dir, "-c", "hero", "--num", "2", "--n", "2", "--seed", "1", "-o", out)
+        assert result.exit_code == 0, result.output
+    with Image.open(gif) as picture:
+        assert picture.format == "GIF"
+    assert np.load(npy).shape == (2, 3, 16, 16)
+
+
 def test_sample_bad_export_dirs(export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -135,12 +227,12 @@ def test_wandb_mode_is_offline_unless_logged_in(tmp_path: Path, monkeypatch: pyt
     for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
-    assert _wandb_mode() == "offline"
+    assert resolve_mode() == "offline"
     (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
     (tmp_path / "netrc").chmod(0o600)
-    assert _wandb_mode() == "online"
+    assert resolve_mode() == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert _wandb_mode() is None  # the user's WANDB_MODE decides
+    assert resolve_mode() == "disabled"  # the user's WANDB_MODE decides
 
 
 def test_mix_rows_are_blends_and_columns_share_noise(export_dir: Path, tmp_path: Path) -> None:
@@ -158,7 +250,10 @@ def test_mix_rows_are_blends_and_columns_share_noise(export_dir: Path, tmp_path:
 
 def test_mix_bad_blend(export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    _fails(_run("mix", "-e", export_dir, "--blend", "hero=-1"), "must be a finite number >= 0", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=-1"), "must be a finite number in 0..100", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=1e20"), "must be a finite number in 0..100", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--blend", "hero=1,Hero=2"), "names 'Hero' twice", tmp_path)
+    _fails(_run("mix", "-e", export_dir, "--from", "hero", "--to", "HERO"), "two different classes", tmp_path)
     _fails(_run("mix", "-e", export_dir, "--blend", "hero=1,orc=2"), "unknown class 'orc'", tmp_path)
     _fails(_run("mix", "-e", export_dir, "--steps", "0"), "nothing to mix", tmp_path)
 
@@ -166,15 +261,18 @@ def test_mix_bad_blend(export_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
 # ------------------------------------------- no --export-dir: the bundled model's cache
 @pytest.fixture()
 def bundled_key() -> str:
-    """The cache key of the bundled checkpoint (sha256, 16 hex), as `spritegen` derives it."""
-    from spritegen.cli import bundled_checkpoint
+    """The cache key of the bundled checkpoint: its sha256 (16 hex) and the spritegen version."""
+    from spritegen import __version__
+    from spritegen.cache import bundled_checkpoint, cache_key
     from spritegen.errors import ExportDirError
 
     try:
         path = bundled_checkpoint()
     except ExportDirError:
         pytest.skip("the bundled demo checkpoint (export/demo/context_model.pth) is not built yet")
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    key = cache_key(path)
+    assert key == f"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}-v{__version__}"
+    return key
 
 
 def test_sample_without_export_dir_uses_the_cached_export(export_dir: Path, tmp_path: Path, bundled_key: str,
@@ -187,6 +285,56 @@ def test_sample_without_export_dir_uses_the_cached_export(export_dir: Path, tmp_
     assert result.exit_code == 0, result.output
     assert "creating" not in result.stderr  # found in the cache: no export run
     assert (tmp_path / "s.png").is_file()
+
+
+def test_cache_dir_that_is_a_file_is_one_line(tmp_path: Path, bundled_key: str) -> None:
+    (tmp_path / "cache").write_text("not a directory")
+    result = _run("sample", "-o", tmp_path / "s.png", env={"SPRITEGEN_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "is not a directory; point SPRITEGEN_CACHE_DIR at a directory" in result.stderr
+
+
+def test_damaged_cached_export_is_rebuilt(export_dir: Path, tmp_path: Path, bundled_key: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged cache is detected by the export's own checks and rebuilt once; the exporter
+    (torch, ~20 s) is replaced by a copy of the session's export of the same checkpoint."""
+    import spritegen.export.exporter as exporter
+
+    cache = tmp_path / "cache"
+    target = copy_export(export_dir, cache / "exports" / bundled_key)
+    (target / "ddpm_step.onnx").write_bytes(b"damaged")
+    rebuilt = []
+
+    def fake_export(source, out, **kwargs):
+        rebuilt.append(Path(out))
+        shutil.rmtree(out)
+        copy_export(export_dir, Path(out))
+
+    monkeypatch.setattr(exporter, "export", fake_export)
+    monkeypatch.delenv("SPRITEGEN_EXPORT_DIR", raising=False)
+    result = _run("sample", "-c", "hero", "--num", "1", "--n", "2", "-o", tmp_path / "s.png",
+                  env={"SPRITEGEN_CACHE_DIR": str(cache)})
+    assert result.exit_code == 0, result.output
+    assert rebuilt == [target] and "is damaged" in result.stderr
+    assert (target / "ddpm_step.onnx").read_bytes() == (export_dir / "ddpm_step.onnx").read_bytes()
+
+
+def test_damaged_cached_export_without_torch_says_what_to_delete(export_dir: Path, tmp_path: Path,
+                                                                 bundled_key: str) -> None:
+    from tests.test_runtime_inputs import _NO_TORCH
+
+    target = copy_export(export_dir, tmp_path / "cache" / "exports" / bundled_key)
+    (target / "unet.onnx").write_bytes(b"damaged")
+    (tmp_path / "sitecustomize.py").write_text(_NO_TORCH)
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "SPRITEGEN_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "spritegen.cli", "sample", "-o", str(tmp_path / "s.png")],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the cached export") and f"{target} is damaged" in last
+    assert "delete that directory" in last and "Traceback" not in done.stderr
 
 
 def test_missing_cached_export_without_torch_is_one_clear_line(tmp_path: Path, bundled_key: str) -> None:

@@ -10,7 +10,9 @@ line before anything is sampled.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from spritegen.errors import ExportDirError
 from spritegen.export.checkpoint import load_model, sha256_file
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
+from tests.runtime_support import link_export
 
 # 1e-3: the fp32 bound on final sprites (issue 5), times (1 + 2w) with guidance w as in
 # tests/test_parity.py (guidance scales float32 rounding); a convention slip moves sprites by >= 1e-2.
@@ -167,17 +170,15 @@ def test_truncated_onnx_file_with_rehashed_manifest_is_refused(course_export: Pa
     assert "\n" not in message and file.removesuffix(".onnx") in message, message
 
 
-def test_loop_steps_edit_is_refused_when_the_loop_graph_opens(course_export: Path, tmp_path: Path) -> None:
-    """Only ddim_loop.onnx knows its own step count: under the default load the edit is
-    caught when the loop graph is first used, before it runs."""
+def test_loop_steps_edit_is_refused_at_load(course_export: Path, tmp_path: Path) -> None:
+    """Only ddim_loop.onnx knows its own step count: its metadata is read from the file's bytes
+    at load (no session built), so the default load refuses the edit before anything runs."""
     directory = _copy(course_export, tmp_path)
     manifest = _manifest(directory)
     _edit_loop_steps(manifest)
     _write_manifest(directory, manifest)
-    sampler = Sampler.load(directory, provider="cpu")
-    with pytest.raises(ExportDirError) as caught:
-        _use(sampler, "ddim_loop.onnx")
-    assert MANIFEST_FILE in str(caught.value) and "ddim_loop_steps" in str(caught.value)
+    message = _refused(directory, MANIFEST_FILE, "ddim_loop_steps")
+    assert "ddim_loop.onnx" in message
 
 
 def _edit_schedule(manifest: dict[str, Any]) -> None:
@@ -239,3 +240,214 @@ def test_model_file_swapped_from_another_export_is_refused(course_export: Path, 
     directory = _copy(course_export, tmp_path)
     shutil.copy(bundled_export / file, directory / file)
     _refused(directory, file)
+
+
+# ------------------------------------------------- hostile manifests and files
+def _farm(export: Path, tmp_path: Path, manifest: dict[str, Any] | bytes | None = None) -> Path:
+    return link_export(export, tmp_path / "farm", manifest)
+
+
+def _set(path: str, value: Any) -> Any:
+    """An edit setting manifest[path] ('a/b/c'; _DELETE deletes the key)."""
+    def edit(manifest: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        node = manifest
+        for key in parents:
+            node = node[key]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[last] = value
+    return edit
+
+
+_DELETE = object()
+HOSTILE_MANIFESTS = {
+    "model-string": (_set("model", "big"), "model must be an object"),
+    "height-string": (_set("model/hyperparameters/height", "16"), "height must be an integer in 1..256"),
+    "height-huge": (_set("model/hyperparameters/height", 10**6), "height must be an integer in 1..256"),
+    "n_feat-bool": (_set("model/hyperparameters/n_feat", True), "n_feat must be an integer"),
+    "n_feat-null": (_set("model/hyperparameters/n_feat", None), "n_feat must be an integer"),
+    "channels-2": (_set("model/hyperparameters/in_channels", 2), "in_channels must be one of"),
+    "classes-string": (_set("class_names", "hero"), "class_names must be a list of n_cfeat=5"),
+    "classes-numbers": (_set("class_names", [1, 2, 3, 4, 5]), "class name 1 must be"),
+    "classes-twice": (_set("class_names", ["hero", "Hero", "food", "spell", "x"]), "'Hero' is used twice"),
+    "classes-comma": (_set("class_names", ["a,b", "c", "d", "e", "f"]), "without ','"),
+    "timesteps-huge": (_set("schedule/timesteps", 10**7), "schedule.timesteps must be an integer in 1..10000"),
+    "timesteps-zero": (_set("schedule/timesteps", 0), "schedule.timesteps must be an integer in 1..10000"),
+    "timesteps-negative": (_set("schedule/timesteps", -5), "schedule.timesteps must be an integer in 1..10000"),
+    "timesteps-many": (_set("schedule/timesteps", "many"), "schedule.timesteps must be an integer"),
+    "beta1-negative": (_set("schedule/beta1", -1), "schedule.beta1 must be a finite number"),
+    "beta2-huge": (_set("schedule/beta2", 1e300), "schedule.beta2 must be a finite number"),
+    "array-string": (_set("schedule/ab_t", "x"), "schedule array ab_t must hold 501"),
+    "array-nested": (_set("schedule/b_t", [[0.1]] * 501), "schedule array b_t must hold 501"),
+    "files-list": (_set("files", []), "files must be an object"),
+    "hash-number": (_set("files/unet.onnx", 5), "files['unet.onnx'].sha256 must be 64"),
+    "bytes-negative": (_set("files/unet.onnx/bytes", -1), "files['unet.onnx'].bytes must be an integer"),
+    "loop-zero": (_set("ddim_loop_steps", 0), "ddim_loop_steps must be an integer in 1..500"),
+    "loop-string": (_set("ddim_loop_steps", "25"), "ddim_loop_steps must be an integer in 1..500"),
+    "loop-missing": (_set("ddim_loop_steps", _DELETE), "ddim_loop_steps must be an integer in 1..500"),
+    "provenance-string": (_set("provenance", "x"), "provenance must be an object"),
+    "provenance-hash": (_set("provenance/checkpoint_sha256", "zz"), "provenance.checkpoint_sha256 must be 64"),
+    "provenance-two": (_set("provenance/sha256", "0" * 64), "name different checkpoints"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_MANIFESTS))
+def test_hostile_manifest_field_is_one_line(export_dir: Path, tmp_path: Path, case: str) -> None:
+    """Every field the runtime reads is checked for type and range: one ExportDirError line
+    naming the field, never AttributeError, RecursionError or a huge allocation."""
+    edit, expected = HOSTILE_MANIFESTS[case]
+    manifest = _manifest(export_dir)
+    edit(manifest)
+    message = _refused(_farm(export_dir, tmp_path, manifest), MANIFEST_FILE)
+    assert expected in message, message
+
+
+HOSTILE_MANIFEST_BYTES = {
+    "nested-200000": (b'{"format": "spritegen-export/1", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+                      "nested more than 32 levels deep"),
+    "not-utf8": (b'{"format": "\xff\xfe"}', "is not UTF-8 text"),
+    "nan": (b'{"format": "spritegen-export/1", "x": NaN}', "NaN is not a JSON number"),
+    "list": (b"[1, 2]", "is not a spritegen-export/1 manifest"),
+    "oversize": (b" " * (5 << 20), "more than the 4194304 allowed"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_MANIFEST_BYTES))
+def test_hostile_manifest_bytes_are_one_line(export_dir: Path, tmp_path: Path, case: str) -> None:
+    data, expected = HOSTILE_MANIFEST_BYTES[case]
+    assert expected in _refused(_farm(export_dir, tmp_path, data))
+
+
+def _guarded(call, seconds: float = 60.0) -> BaseException | None:
+    """Run `call` in a thread; fail (instead of hanging the suite) if it blocks, as a FIFO read would."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still blocked after {seconds} s"
+    return outcome[0]
+
+
+def _special(kind: str, path: Path, recorded: int) -> None:
+    """Put a non-regular or oversized file at `path` (a link to the shared export before)."""
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "sparse-20GiB":
+        with open(path, "wb") as f:
+            f.truncate(20 << 30)
+    else:  # one byte more than the manifest records
+        with open(path, "wb") as f:
+            f.truncate(recorded + 1)
+
+
+@pytest.mark.parametrize("kind, file, expected", [
+    ("fifo", "ddpm_step.onnx", "not a regular file"),
+    ("fifo", MANIFEST_FILE, "not a regular file"),
+    ("dev-zero", "unet.onnx", "not a regular file"),
+    ("dev-zero", MANIFEST_FILE, "not a regular file"),
+    ("directory", "ddim_step.onnx", "not a regular file"),
+    ("sparse-20GiB", "ddim_loop.onnx", "does not match its manifest (21474836480 bytes"),
+    ("one-byte-more", "unet_int8.onnx", "does not match its manifest"),
+])
+def test_non_regular_or_oversized_files_are_refused_before_reading(export_dir: Path, tmp_path: Path, kind: str,
+                                                                   file: str, expected: str) -> None:
+    directory = _farm(export_dir, tmp_path)
+    recorded = _manifest(export_dir)["files"].get(file, {}).get("bytes", 0)
+    _special(kind, directory / file, recorded)
+    error = _guarded(lambda: Sampler.load(directory, provider="cpu"))
+    assert isinstance(error, ExportDirError), error
+    message = str(error)
+    assert "\n" not in message and file in message and expected in message, message
+
+
+# ----------------------------------------------------- one export, one checkpoint
+def test_graph_copied_from_another_export_is_refused_even_rehashed(export_dir: Path, course_export: Path,
+                                                                   tmp_path: Path) -> None:
+    """Same architecture, same schedule, other checkpoint: rehashed, it passes every other check
+    and would sample different sprites; the checkpoint each file records refuses it at load."""
+    manifest = _manifest(export_dir)
+    directory = _farm(export_dir, tmp_path, manifest)
+    (directory / "unet.onnx").unlink()
+    shutil.copy(course_export / "unet.onnx", directory / "unet.onnx")
+    manifest["files"]["unet.onnx"] = {"sha256": sha256_file(directory / "unet.onnx"),
+                                      "bytes": (directory / "unet.onnx").stat().st_size}
+    _write_manifest(directory, manifest)
+    for impl in ("step", "unet"):  # refused whichever graph the load opens
+        with pytest.raises(ExportDirError) as caught:
+            Sampler.load(directory, provider="cpu", impl=impl)
+        assert "files of different exports were mixed" in str(caught.value) and "unet.onnx" in str(caught.value)
+
+
+def _strip_checkpoint(directory: Path, files: list[str]) -> None:
+    """Rewrite `files` without the checkpoint they record (as an export from before it was
+    recorded would be) and rehash them in the manifest."""
+    import onnx
+
+    from spritegen.contract import GraphMeta
+
+    manifest = _manifest(directory)
+    for file in files:
+        path = directory / file
+        model = onnx.load_model(str(path))
+        kept = [(p.key, p.value) for p in model.metadata_props
+                if p.key not in (GraphMeta.SOURCE, GraphMeta.CHECKPOINT_SHA256)]
+        del model.metadata_props[:]
+        for key, value in kept:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        path.unlink()  # a link into the shared export: replace it, never write through it
+        onnx.save_model(model, str(path))
+        manifest["files"][file] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest.get("provenance", {}).pop("sha256", None)
+    manifest.get("provenance", {}).pop("checkpoint_sha256", None)
+    _write_manifest(directory, manifest)
+
+
+def test_exports_that_record_no_checkpoint_still_load(course_export: Path, tmp_path: Path) -> None:
+    directory = _farm(course_export, tmp_path)
+    graphs = sorted(name for name in _manifest(directory)["files"] if name.endswith(".onnx"))
+    _strip_checkpoint(directory, graphs)
+    sampler = Sampler.load(directory, provider="cpu", open_all=True)
+    assert sampler.ddim("hero", n=2, seed=0).shape == (1, *sampler.image_shape)
+
+
+def test_one_graph_silent_about_its_checkpoint_is_refused(course_export: Path, tmp_path: Path) -> None:
+    directory = _farm(course_export, tmp_path)
+    _strip_checkpoint(directory, ["ddim_loop.onnx"])  # the manifest's record goes too: the other graphs disagree
+    message = _refused(directory, "different checkpoints")
+    assert "ddim_loop.onnx: None" in message
+
+
+def test_broken_int8_network_is_named_by_its_own_file(export_dir: Path, tmp_path: Path) -> None:
+    """A well-formed protobuf with intact metadata whose graph ONNX Runtime cannot load (a node
+    removed): the error names unet_int8.onnx, the file read, not unet.onnx."""
+    import onnx
+
+    manifest = _manifest(export_dir)
+    directory = _farm(export_dir, tmp_path, manifest)
+    path = directory / "unet_int8.onnx"
+    model = onnx.load_model(str(path))
+    del model.graph.node[len(model.graph.node) // 2]
+    path.unlink()  # a link into the shared export
+    onnx.save_model(model, str(path))
+    manifest["files"]["unet_int8.onnx"] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    _write_manifest(directory, manifest)
+    with pytest.raises(ExportDirError) as caught:
+        Sampler.load(directory, provider="cpu", precision="int8")
+    message = str(caught.value)
+    assert "\n" not in message and "cannot load unet_int8.onnx" in message and "unet.onnx" not in message

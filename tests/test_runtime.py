@@ -7,6 +7,8 @@ the same x_T and step noise.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,10 @@ import torch
 from spritegen.contract import ddim_pairs, ddpm_keeps
 from spritegen.export import load_model
 from spritegen.export.reference import sample_ddim, sample_ddpm
-from spritegen.runtime import IMPLS, Sampler
-from tests.runtime_support import run_in_threads
+from spritegen.errors import InputError
+from spritegen.runtime import IMPLS, Sampler, limits
+from spritegen.runtime.pool import RunnerPool
+from tests.runtime_support import link_export, run_in_threads
 
 # Final sprites after a whole sampler run: the exporter's own bar for a DDIM-25 sample
 # (issue 4); float32 rounding differences between torch and ORT grow over the steps.
@@ -177,3 +181,79 @@ def test_threads_first_using_an_unopened_graph_get_solo_results(export_dir: Path
     assert set(fresh.open_graphs) == {"ddim_step", "unet"}
     for k, job in enumerate(jobs):
         assert results[k].tobytes() == job().tobytes(), k
+
+
+# ------------------------------------------------------------------ defaults and resources
+def test_ddim_default_steps_come_from_the_contract_and_the_loop_graph(export_dir: Path, tmp_path: Path) -> None:
+    """n=None: contract.DDIM_DEFAULT_STEPS, except impl="loop", which defaults to the loop graph's
+    own ddim_loop_steps (here rewritten to 5 in the graph and the manifest: a loop default of
+    25 would be refused as 'n=5 only')."""
+    import onnx
+
+    from spritegen.contract import DDIM_DEFAULT_STEPS, MANIFEST_FILE, GraphMeta
+    from spritegen.export.checkpoint import sha256_file
+
+    manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
+    directory = link_export(export_dir, tmp_path / "export", manifest)
+    loop = directory / "ddim_loop.onnx"
+    graph = onnx.load_model(str(loop))
+    for prop in graph.metadata_props:
+        if prop.key == GraphMeta.LOOP_STEPS:
+            prop.value = "5"
+    loop.unlink()  # a link into the shared export
+    onnx.save_model(graph, str(loop))
+    manifest.update(ddim_loop_steps=5)
+    manifest["files"]["ddim_loop.onnx"] = {"sha256": sha256_file(loop), "bytes": loop.stat().st_size}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+    sampler = Sampler.load(directory, provider="cpu")
+    assert sampler.check_ddim() == DDIM_DEFAULT_STEPS and sampler.check_ddim(impl="loop") == 5
+    assert sampler.ddim("hero", seed=0, impl="loop").shape == (1, *sampler.image_shape)
+    assert np.array_equal(sampler.ddim("hero", seed=1, impl="unet"),
+                          sampler.ddim("hero", seed=1, impl="unet", n=DDIM_DEFAULT_STEPS))
+    with pytest.raises(InputError, match="n=5 only"):
+        sampler.ddim("hero", seed=0, impl="loop", n=DDIM_DEFAULT_STEPS)
+
+
+def test_runner_pool_is_bounded_per_shape_and_overall() -> None:
+    """Idle workspaces: at most per_key of one shape, at most total overall, least recently
+    returned shapes dropped first (a runner stands in for a workspace: the pool only stores it)."""
+    built = []
+    pool = RunnerPool(lambda *key: built.append(key) or object(), per_key=2, total=3)
+    with pool.checkout(("a",)), pool.checkout(("a",)), pool.checkout(("a",)):
+        pass  # three concurrent calls of one shape: three runners
+    assert len(built) == 3 and pool.idle() == 2 and pool.shapes() == [("a",)]
+    for key in (("b",), ("c",)):
+        with pool.checkout(key):
+            pass
+    assert pool.idle() == 3 and pool.shapes() == [("a",), ("b",), ("c",)]  # one "a" dropped
+    with pool.checkout(("a",)):
+        pass  # reused, not rebuilt
+    assert len(built) == 5 and pool.shapes() == [("b",), ("c",), ("a",)]
+    with pool.checkout(("d",)):
+        pass
+    assert pool.idle() == 3 and pool.shapes() == [("c",), ("a",), ("d",)]  # "b", least recent, dropped
+
+
+def test_sampler_keeps_a_bounded_number_of_workspaces(export_dir: Path) -> None:
+    sampler = Sampler.load(export_dir, provider="cpu", impl="unet")
+    batches = range(1, limits.MAX_IDLE_RUNNERS + 4)
+    for batch in batches:
+        sampler.ddim(["hero"] * batch, n=1, seed=0)
+    shapes = sampler._pool.shapes()
+    assert sampler._pool.idle() == limits.MAX_IDLE_RUNNERS == len(shapes)
+    assert [key[2] for key in shapes] == list(batches)[-limits.MAX_IDLE_RUNNERS:]  # the newest kept
+
+
+def test_spin_is_decided_by_the_machine_unless_forced(export_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """spin=None: spin only with >= 2 cores and a quiet machine (the OS's load average, which a
+    test cannot set, is replaced); True/False force it."""
+    from spritegen.runtime import session
+
+    cores = session.default_threads()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert session.auto_spin() is (cores >= session.SPIN_MIN_CORES) and session.auto_spin(threads=1) is False
+    assert Sampler.load(export_dir, provider="cpu").spin is session.auto_spin()
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1), 0.0, 0.0))  # one busy task per core
+    assert session.auto_spin() is False and Sampler.load(export_dir, provider="cpu").spin is False
+    assert Sampler.load(export_dir, provider="cpu", spin=True).spin is True
