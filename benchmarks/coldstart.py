@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks import procs
 from benchmarks.timing import percentile
+from spritegen.contract import DDIM_DEFAULT_STEPS
 
 _CLI = "import sys; from spritegen.cli import app; sys.argv[0] = 'spritegen'; app()"
 
@@ -33,7 +34,7 @@ def commands(export_dir: str, checkpoint: str | None, png: Path, n: int) -> dict
     }
 
 
-def measure(export_dir: str, checkpoint: str | None, reps: int, n: int = 25, timeout_s: float = 120) -> dict:
+def measure(export_dir: str, checkpoint: str | None, reps: int, n: int = DDIM_DEFAULT_STEPS, timeout_s: float = 120) -> dict:
     """{path: {median_s, p90_s, min_s, reps, peak_rss_mb, ok, error?}} for each path."""
     walls: dict[str, list[float]] = {}
     rss: dict[str, float] = {}

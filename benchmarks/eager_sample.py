@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spritegen.contract import DDIM_DEFAULT_STEPS
 from spritegen.export.checkpoint import load_model
 from spritegen.export.reference import sample_ddim
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--n", type=int, default=25)
+    parser.add_argument("--n", type=int, default=DDIM_DEFAULT_STEPS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = load_model(args.checkpoint)

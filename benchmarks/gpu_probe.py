@@ -26,7 +26,6 @@ PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 def conv_model() -> tuple[bytes, np.ndarray, np.ndarray]:
     """A (1, 3, 8, 8) -> (1, 4, 8, 8) 3x3 convolution with padding 1; (model bytes, weight, bias)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

@@ -27,6 +27,7 @@ import torch
 import typer
 
 from benchmarks.quality_classifier import predict_proba, train_classifier
+from spritegen.contract import DDIM_DEFAULT_STEPS
 from spritegen.errors import SpriteGenError
 from spritegen.runtime import Sampler
 
@@ -41,7 +42,7 @@ def draw(sampler: Sampler, name: str, noise: np.ndarray, labels: list[str], seed
     for start in range(0, len(labels), batch):
         rows, x = labels[start:start + batch], noise[start:start + batch]
         if name == "ddim25":
-            out.append(sampler.ddim(rows, n=25, noise=x))
+            out.append(sampler.ddim(rows, n=DDIM_DEFAULT_STEPS, noise=x))
         else:
             out.append(sampler.ddpm(rows, noise=x, seed=seed + start))
     return np.concatenate(out)

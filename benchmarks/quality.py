@@ -28,7 +28,7 @@ import typer
 
 from benchmarks.quality_classifier import TEST_SEED, confusion, predict_proba, train_classifier
 from benchmarks.quality_grids import save_grid
-from spritegen.contract import CLASS_NAMES
+from spritegen.contract import CLASS_NAMES, DDIM_DEFAULT_STEPS
 from spritegen.errors import SpriteGenError
 from spritegen.export.checkpoint import load_checkpoint
 from spritegen.export.reference import sample_ddim, sample_ddpm
@@ -36,7 +36,7 @@ from spritegen.training.sprites import make_sprites
 
 Sampler = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 SAMPLERS: dict[str, Sampler] = {
-    "ddim25": lambda model, noise, c, g: sample_ddim(model, noise, c, n=25)[0],
+    "ddim25": lambda model, noise, c, g: sample_ddim(model, noise, c, n=DDIM_DEFAULT_STEPS)[0],
     "ddpm500": lambda model, noise, c, g: sample_ddpm(model, noise, c, generator=g)[0],
 }
 CLASSIFIER_TARGET, SAMPLE_TARGET = 0.98, 0.90
@@ -79,7 +79,7 @@ def blends(model: torch.nn.Module, judge: torch.nn.Module, seed: int, images_dir
         for wa, wb in BLEND_WEIGHTS:
             context = torch.zeros(GRID_COLUMNS, len(CLASS_NAMES))
             context[:, ia], context[:, ib] = wa, wb
-            samples = sample_ddim(model, noise, context, n=25)[0]
+            samples = sample_ddim(model, noise, context, n=DDIM_DEFAULT_STEPS)[0]
             proba = predict_proba(judge, samples).mean(0)
             label = f"{a} {wa:g} + {b} {wb:g}"
             rows.append((label, samples.numpy()))

@@ -66,7 +66,7 @@ def ensure_export(args: argparse.Namespace, work: Path) -> str:
         if not (Path(args.export_dir) / MANIFEST_FILE).is_file():
             raise SystemExit(f"error: {args.export_dir} has no {MANIFEST_FILE}; make one with spritegen-export")
         return args.export_dir
-    from spritegen.cli import bundled_checkpoint, cache_dir
+    from spritegen.cache import bundled_checkpoint, cache_dir
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else bundled_checkpoint()
     digest = hashlib.sha256(checkpoint.read_bytes() if checkpoint.is_file()

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the browser benchmark needs {', '.join(absent)}; run .ci/setup_web.sh", file=sys.stderr)
         return 2
     if args.export_dir is None:
-        from spritegen.cli import default_export
+        from spritegen.cache import default_export
 
         args.export_dir = default_export()
     report = run(args.export_dir, args.rounds, args.reps)

@@ -40,6 +40,7 @@ def serve(
 ) -> None:
     """Serve DDIM and DDPM sprites on Triton Inference Server (KServe v2 over HTTP and gRPC)."""
     from spritegen import cli  # lazy: cli imports this module to register the command
+    from spritegen.cache import default_export
     from spritegen.runtime import Sampler
     from spritegen.serving import server
 
@@ -48,7 +49,7 @@ def serve(
                                max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
                                max_queue_size=max_queue_size, instances=instances, threads=threads,
                                provider=provider, precision=precision, spin=spin, exit_timeout_s=exit_timeout)
-        source = export if export else cli.default_export()
+        source = export if export else default_export()
         sampler = Sampler.load(source, provider=provider, threads=threads, spin=spin, precision=precision,
                                open_all=True)
         try:

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spritegen import __version__, wandb_env
-from spritegen.cache import bundled_checkpoint, cache_dir, check_cached_precision, damaged, default_export  # noqa: F401
+from spritegen.cache import check_cached_precision, damaged, default_export
 from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
 from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE
 from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,44 @@ from spritegen.contract import ModelConfig
 from spritegen.export.model import SHORTCUT_KEYS, ContextUnet
 from spritegen.runtime import Sampler
 
-# One torch thread for the whole suite, set once here: on a loaded 2-core machine torch's
-# default two threads made one network call 149 ms against 14.5 ms with one, and the suite
-# then ran for ~10 minutes. Subprocesses the tests start inherit the same rule.
-TORCH_THREADS = 1
+
+
+def _busy_fraction(seconds: float = 0.3) -> float:
+    """The fraction of all CPU time spent busy over the next `seconds` (Linux /proc/stat;
+    0 elsewhere): the machine's load now, not the load average's minute-long memory of,
+    say, the C++ build CI ran just before the tests."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def _torch_threads() -> int:
+    """torch's thread count for the whole suite, decided once, here.
+
+    On a busy 2-core machine torch's default two threads made one network call 149 ms
+    against 14.5 ms with one, and the suite then ran for ~10 minutes; on a quiet one two
+    threads are 1.8x faster (a batch-30 call: 56 vs 104 ms). So: every core this process
+    may use while the machine is quiet (under a quarter of the CPU busy), else one.
+    SPRITEGEN_TEST_TORCH_THREADS overrides the rule.
+    """
+    if os.environ.get("SPRITEGEN_TEST_TORCH_THREADS"):
+        return max(1, int(os.environ["SPRITEGEN_TEST_TORCH_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if _busy_fraction() < 0.25 else 1
+
+
+TORCH_THREADS = _torch_threads()
 torch.set_num_threads(TORCH_THREADS)
-os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
+os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))  # subprocesses the tests start
 
 
 @pytest.fixture(autouse=True)

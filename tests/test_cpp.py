@@ -27,15 +27,12 @@ from spritegen.contract import CLASS_NAMES, MANIFEST_NOISE_KEY, ScheduleConfig
 from spritegen.runtime import Sampler
 from spritegen.runtime.noise import draw
 from tests.runtime_support import copy_export
+from tests.tolerances import CROSS_RUNTIME_ATOL
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / ".ci" / "setup_cpp.sh"
 BUILD = Path(os.environ.get("SPRITEGEN_CPP_BUILD", REPO / "build" / "cpp"))
 T = ScheduleConfig().timesteps
-
-# C++ and Python run the same ONNX graphs on the same ORT build with the same inputs;
-# only kernel scheduling/threading may reorder float sums, so 1e-4 on [-1, 1] is ample.
-PARITY_ATOL = 1e-4
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +119,7 @@ def test_cpp_matches_python_runtime(case: str, cpp_binary: Path, export_dir: Pat
     assert (np.abs(want) < 0.99).mean() > 0.05, "too few unclipped values for the comparison to mean anything"
     err = float(np.abs(got - want).max())
     print(f"{case}: max |C++ - Python| = {err:.3g}, {(np.abs(want) < 0.99).mean():.0%} unclipped")
-    assert err <= PARITY_ATOL, f"{case}: max |C++ - Python| = {err:.3g} > {PARITY_ATOL}"
+    assert err <= CROSS_RUNTIME_ATOL, f"{case}: max |C++ - Python| = {err:.3g} > {CROSS_RUNTIME_ATOL}"
 
 
 def test_seeded_run_is_deterministic_and_writes_images(cpp_binary: Path, export_dir: Path, tmp_path: Path) -> None:

@@ -31,11 +31,10 @@ from spritegen.export.int8 import calibration_feeds, int8_weight_count
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
 from tests.runtime_support import copy_export
+from tests.tolerances import FP16_SAMPLE_ATOL, SAMPLE_ATOL
 
-# Runtime vs reference loop, both on the int8 network: float32 rounding of the update
-# (as for fp32, tests/test_runtime.py); the network itself is the same file and session.
-SAMPLE_ATOL = 1e-3
-FP16_SAMPLE_ATOL = 0.25  # tests/test_parity.py's fp16 DDIM chain tolerance (measured 0.11 there)
+# Runtime vs reference loop, both on the int8 network: SAMPLE_ATOL, float32 rounding of the
+# update as for fp32; the network itself is the same file and session.
 # int8 eps vs eager on the trained demo's unseen states: the exporter's held-out check measures
 # 5.7% (docs/export.md), this seed's states 5.5%; a broken calibration or a wrongly quantized op
 # gives O(1). This test's own bound, 10%, keeps ~1.8x margin for other CPUs' int8 kernels while

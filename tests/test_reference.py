@@ -14,11 +14,9 @@ import torch
 from spritegen.contract import ModelConfig
 from spritegen.export.reference import sample_ddim, sample_ddpm
 from tests.conftest import make_random_model
+from tests.tolerances import REDERIVATION_ATOL
 
 T, BETA1, BETA2 = 500, 1e-4, 0.02
-# 1e-6: both sides run the same float32 arithmetic in the same order; a formula or
-# index error moves samples by >= 1e-3.
-TOL = 1e-6
 
 
 def course_schedule() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,8 +73,8 @@ def test_ddpm_matches_rederivation(small_model, inputs) -> None:
         want, want_kept = rederived_ddpm(small_model, noise, context, z)
     got, got_kept = sample_ddpm(small_model, noise, context, step_noise=z)
     assert got_kept.shape == (32, 3, 3, 16, 16)  # 25 multiples of 20, plus i = 7..1
-    torch.testing.assert_close(got, want, rtol=0, atol=TOL)
-    torch.testing.assert_close(got_kept, want_kept, rtol=0, atol=TOL)
+    torch.testing.assert_close(got, want, rtol=0, atol=REDERIVATION_ATOL)
+    torch.testing.assert_close(got_kept, want_kept, rtol=0, atol=REDERIVATION_ATOL)
 
 
 def test_ddpm_generator_draws_equal_injected_draws(small_model, inputs) -> None:
@@ -97,8 +95,8 @@ def test_ddim_matches_rederivation(small_model, inputs, n: int, steps: int) -> N
         want, want_kept = rederived_ddim(small_model, noise, context, n)
     got, got_kept = sample_ddim(small_model, noise, context, n=n)
     assert got_kept.shape[0] == steps
-    torch.testing.assert_close(got, want, rtol=0, atol=TOL)
-    torch.testing.assert_close(got_kept, want_kept, rtol=0, atol=TOL)
+    torch.testing.assert_close(got, want, rtol=0, atol=REDERIVATION_ATOL)
+    torch.testing.assert_close(got_kept, want_kept, rtol=0, atol=REDERIVATION_ATOL)
 
 
 def test_ddim_eta_zero_ignores_noise_and_eta_positive_uses_it(small_model, inputs) -> None:

@@ -22,13 +22,8 @@ from spritegen.errors import InputError
 from spritegen.runtime import IMPLS, Sampler, limits
 from spritegen.runtime.pool import RunnerPool
 from tests.runtime_support import link_export, run_in_threads
+from tests.tolerances import IMPL_ATOL, SAMPLE_ATOL
 
-# Final sprites after a whole sampler run: the exporter's own bar for a DDIM-25 sample
-# (issue 4); float32 rounding differences between torch and ORT grow over the steps.
-SAMPLE_ATOL = 1e-3
-# The implementations run the same float32 network in different fusions (numpy update
-# vs fused graph vs unrolled graph): they differ by rounding only.
-IMPL_ATOL = 1e-4
 CONTEXT = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0.6, 0], [0, 0, 0, 0, 0]], np.float32)  # one-hot, blend, zero
 
 

@@ -18,10 +18,10 @@ import pytest
 from spritegen.errors import InputError
 from spritegen.runtime import Sampler
 from tests.runtime_support import run_in_threads
+from tests.tolerances import SAMPLE_ATOL
 
 pytestmark = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                 reason="needs onnxruntime-gpu (pip install 'spritegen[runtime-gpu]') and a GPU")
-SAMPLE_ATOL = 1e-3  # float32 rounding of a whole sampler run, as in test_runtime.py
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from spritegen.client import Client, ServerBusy
 from spritegen.errors import InputError
 from spritegen.runtime import Sampler
 from tests.serving_support import Server, running_server
+from tests.tolerances import BATCHING_ATOL
 
-BATCHING_TOL = 1e-5  # served sprite vs in-process batch-1 call: only ORT's batch-size-dependent rounding
 MAX_BATCH = 8
 CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
@@ -68,7 +68,7 @@ def test_batching_does_not_change_answers(served: Server, client: Client, sample
         worst = max(worst, float(np.abs(answer.sprites - local).max()))
         assert answer.seeds.tolist() == [seed]
     print(f"served vs in-process batch-1, 8 merged requests: max abs diff {worst:.2e}")
-    assert worst <= BATCHING_TOL
+    assert worst <= BATCHING_ATOL
 
 
 def _one(server: Server, context: str, seed: int, **params):
@@ -82,7 +82,7 @@ def test_different_parameters_are_not_merged(served: Server, sampler: Sampler) -
     with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
         answers = list(pool.map(lambda p: _one(served, "food", 3, **p), cases))
     for params, answer in zip(cases, answers):
-        assert np.abs(answer.sprites - sampler.ddim(["food"], seed=3, **params)).max() <= BATCHING_TOL
+        assert np.abs(answer.sprites - sampler.ddim(["food"], seed=3, **params)).max() <= BATCHING_ATOL
 
 
 def test_explicit_noise_and_stochastic_ddim(client: Client, sampler: Sampler) -> None:
@@ -91,14 +91,14 @@ def test_explicit_noise_and_stochastic_ddim(client: Client, sampler: Sampler) ->
     z = rng.standard_normal((sampler.timesteps, 2, *sampler.image_shape), dtype=np.float32)
     served = client.ddim(["hero", {"food": 1, "spell": 0.5}], n=10, eta=0.5, noise=x, step_noise=z, seed=[1, 2])
     local = sampler.ddim(["hero", {"food": 1, "spell": 0.5}], n=10, eta=0.5, noise=x, step_noise=z)
-    assert np.abs(served.sprites - local).max() <= BATCHING_TOL
+    assert np.abs(served.sprites - local).max() <= BATCHING_ATOL
     assert served.pixels.shape == (2, *sampler.image_shape[1:], 3) and served.pixels.dtype == np.uint8
 
 
 def test_ddpm_over_grpc(served: Server, sampler: Sampler) -> None:
     with Client(served.grpc_url) as c:
         answer = c.ddpm([2], seed=7)
-    assert np.abs(answer.sprites - sampler.ddpm(["food"], seed=7)).max() <= BATCHING_TOL
+    assert np.abs(answer.sprites - sampler.ddpm(["food"], seed=7)).max() <= BATCHING_ATOL
 
 
 def test_one_seed_for_a_batch_means_what_it_means_in_process(client: Client, sampler: Sampler) -> None:
@@ -106,7 +106,7 @@ def test_one_seed_for_a_batch_means_what_it_means_in_process(client: Client, sam
     contexts = ["hero", None, "spell"]
     for params in (dict(n=5), dict(n=5, eta=0.7)):
         served = client.ddim(contexts, seed=21, **params).sprites
-        assert np.abs(served - sampler.ddim(contexts, seed=21, **params)).max() <= BATCHING_TOL, params
+        assert np.abs(served - sampler.ddim(contexts, seed=21, **params)).max() <= BATCHING_ATOL, params
 
 
 def test_sample_with_server_writes_the_local_grid(served: Server, export_dir: Path, tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_sample_with_server_writes_the_local_grid(served: Server, export_dir: Pa
     remote = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "remote.png"),
                                       "--npy", str(tmp_path / "remote.npy")])
     assert local.exit_code == 0 and remote.exit_code == 0, (local.output, remote.output)
-    assert np.abs(np.load(tmp_path / "local.npy") - np.load(tmp_path / "remote.npy")).max() <= BATCHING_TOL
+    assert np.abs(np.load(tmp_path / "local.npy") - np.load(tmp_path / "remote.npy")).max() <= BATCHING_ATOL
     assert np.array_equal(np.asarray(Image.open(tmp_path / "local.png")), np.asarray(Image.open(tmp_path / "remote.png")))
     gif = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "g.png"),
                                    "--gif", str(tmp_path / "g.gif")])
@@ -192,7 +192,7 @@ def test_bad_request_batched_with_good_ones_spoils_nothing(served: Server, sampl
             with pytest.raises(InputError, match="unknown class 'dragon'"):
                 future.result()
         else:
-            assert np.abs(future.result().sprites - sampler.ddim([ctx], seed=9, n=3)).max() <= BATCHING_TOL
+            assert np.abs(future.result().sprites - sampler.ddim([ctx], seed=9, n=3)).max() <= BATCHING_ATOL
 
 
 def test_metrics_count_successes_and_failures(served: Server, client: Client) -> None:
@@ -246,7 +246,7 @@ def test_overload_is_rejected_at_once_then_serves(tiny: Server, sampler: Sampler
     assert set(outcomes) <= {"ok", "busy"}  # anything else raised out of attempt()
     assert outcomes.count("busy") > 0 and outcomes.count("ok") > 0, outcomes
     with Client(tiny.url) as c:
-        assert np.abs(c.ddim(["food"], n=5, seed=4).sprites - sampler.ddim(["food"], n=5, seed=4)).max() <= BATCHING_TOL
+        assert np.abs(c.ddim(["food"], n=5, seed=4).sprites - sampler.ddim(["food"], n=5, seed=4)).max() <= BATCHING_ATOL
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tiny: Server) -> None:

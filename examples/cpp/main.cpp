@@ -40,7 +40,7 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
                         spell,side-facing); omitted: unconditional (zero context)
   --blend NAME=W[,...]  add W * NAME to every context row, e.g. --class hero --blend food=0.6
   --sampler ddim|ddpm   default ddim
-  --n N                 DDIM steps, 1..T (default 25)
+  --n N                 DDIM steps, 1..T (default: the export's, its manifest's ddim_loop_steps)
   --eta E               DDIM stochasticity in 0..1 (default 0: deterministic)
   --guidance W          classifier-free guidance weight, >= 0 (default 0: off)
   --graph auto|loop|step  DDIM graph: ddim_loop.onnx when n and eta allow (auto), or per step
@@ -68,7 +68,7 @@ struct Args {
   std::vector<std::string> classes;
   std::vector<std::pair<std::string, float>> blend;
   std::vector<uint64_t> seeds;
-  int n = 25, num = 0, scale = 4, threads = 0, repeat = 0;
+  int n = 0, num = 0, scale = 4, threads = 0, repeat = 0;
   bool spin = false, warm_up = false, from_memory = false, help = false;
   float eta = 0.0f, guidance = 0.0f;
 };
@@ -132,7 +132,10 @@ Status parse_value(Args& a, const std::string& flag, const std::string& v) {
     }
   } else if (flag == "--sampler") a.sampler = v;
   else if (flag == "--graph") a.graph = v;
-  else if (flag == "--n") return to_int(flag, v, &a.n);
+  else if (flag == "--n") {
+    SPRITEGEN_TRY(to_int(flag, v, &a.n));
+    return a.n >= 1 ? Status{} : invalid("--n must be >= 1 (DDIM steps), got " + v);
+  }
   else if (flag == "--eta") return to_float(flag, v, &a.eta);
   else if (flag == "--guidance") return to_float(flag, v, &a.guidance);
   else if (flag == "--num") return to_int(flag, v, &a.num);
@@ -308,7 +311,8 @@ Status sample(const Args& a) {
       SPRITEGEN_TRY(req.run(*sampler, &again));
       ms.push_back(ms_since(start));
     }
-    const int steps = a.sampler == "ddpm" ? sampler->manifest().timesteps : a.n;
+    const int steps = a.sampler == "ddpm" ? sampler->manifest().timesteps
+                                            : a.n ? a.n : sampler->manifest().ddim_loop_steps;
     std::printf("{\"sampler\": \"%s\", \"graph\": \"%s\", \"n\": %d, \"batch\": %lld, \"repeat\": %d, "
                 "\"load_ms\": %.3f, \"warm_up_ms\": %s, \"first_ms\": %.3f, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
                 "\"min_ms\": %.3f}\n",

@@ -117,19 +117,23 @@ Status Sampler::from_memory(const std::string& manifest_json, Files files, const
 
 // ---------------------------------------------------------------------- requests
 namespace {
+// DDIM's n: the request's, else the export's default (Options::steps == 0).
+int ddim_steps(const Manifest& m, const Options& o) { return o.steps > 0 ? o.steps : m.ddim_loop_steps; }
+
 std::vector<std::pair<int64_t, int64_t>> pairs_for(const Manifest& m, const Options& o) {
   std::vector<std::pair<int64_t, int64_t>> steps;
   if (o.method == Method::ddpm) {
     for (int64_t i = m.timesteps; i > 0; --i) steps.emplace_back(i, i - 1);
     return steps;
   }
-  const int s = m.timesteps / o.steps;  // the export contract's ddim_pairs, last step clamped to 0
+  const int s = m.timesteps / ddim_steps(m, o);  // the export contract's ddim_pairs, last step clamped to 0
   for (int i = m.timesteps; i > 0; i -= s) steps.emplace_back(i, std::max(i - s, 0));
   return steps;
 }
 
 Status check_options(const Manifest& m, const Options& o) {
-  if (o.method == Method::ddim && (o.steps < 1 || o.steps > m.timesteps))
+  const int n = ddim_steps(m, o);
+  if (o.method == Method::ddim && (o.steps < 0 || n < 1 || n > m.timesteps))
     return invalid("DDIM needs 1 <= n <= " + std::to_string(m.timesteps) + ", got " + std::to_string(o.steps));
   if (!(o.eta >= 0.0f && o.eta <= 1.0f)) return invalid("eta must be a number in 0..1");
   if (!(o.guidance >= 0.0f && std::isfinite(o.guidance))) return invalid("guidance must be a finite number >= 0");
@@ -148,7 +152,7 @@ Status check_context(const Manifest& m, const Tensor& context) {
 
 std::string Sampler::graph_for(const Options& o) const {
   if (o.method == Method::ddpm) return "ddpm_step";
-  const bool loop_fits = o.steps == manifest_.ddim_loop_steps && o.eta == 0.0f;
+  const bool loop_fits = ddim_steps(manifest_, o) == manifest_.ddim_loop_steps && o.eta == 0.0f;
   return o.use_loop && loop_fits ? "ddim_loop" : "ddim_step";
 }
 

@@ -42,7 +42,8 @@ enum class Method { ddim, ddpm };
 
 struct Options {
   Method method = Method::ddim;
-  int steps = 25;         // DDIM steps n, 1..T (DDPM always takes all T steps)
+  int steps = 0;          // DDIM steps n, 1..T; 0 = the manifest's ddim_loop_steps, the export's
+                          // default (spritegen's DDIM_DEFAULT_STEPS); DDPM always takes all T steps
   float eta = 0.0f;       // DDIM stochasticity: 0 = the course's deterministic DDIM
   float guidance = 0.0f;  // classifier-free guidance weight w: eps = (1+w) eps(c) - w eps(0)
   bool use_loop = true;   // DDIM: run ddim_loop.onnx (one call) when n and eta allow it

@@ -92,7 +92,7 @@ function bindControls(gen) {
   for (const id of ["classA", "classB"]) $(id).max = String(names.length - 1);
   $("classB").value = String(Math.min(2, names.length - 1));
   $("steps").max = String(gen.timesteps);
-  $("steps").value = String(gen.loopSteps ?? 25);
+  $("steps").value = String(gen.loopSteps);  // the export's default DDIM steps (its loop graph's n)
   const show = () => {
     $("classAName").textContent = names[Number($("classA").value)];
     $("classBName").textContent = names[Number($("classB").value)];

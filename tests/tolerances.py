@@ -1,0 +1,38 @@
+"""Every tolerance the tests hold results to, once, each with the reason for its size.
+
+Sprites and states live in [-1, 1] (unclipped states a little beyond). A tolerance here
+is what float32 arithmetic in a different order can explain, and well below what a real
+defect moves (a wrong coefficient, index or context moves samples by >= 1e-3 per step,
+and a whole chain by O(0.1)). The parity matrix keeps its per-case table
+(tests/parity_matrix.py); these are the tolerances of the other test modules.
+"""
+
+# The reference samplers against a re-derivation written in the test: the same float32
+# arithmetic in the same order, so only ~1 ulp of reordering remains.
+REDERIVATION_ATOL = 1e-6
+
+# One call of an fp32 network file (ONNX, TorchScript) against eager PyTorch: only the
+# float32 summation order of convolutions differs (~1e-6 measured).
+EPS_ATOL = 1e-4
+
+# A whole fp32 sampler chain (DDIM-25, DDPM-500), runtime or export against the eager
+# reference on the same noise: per-call rounding compounded over the steps (worst measured
+# ~6e-5 for DDIM-25; docs/parity.md).
+SAMPLE_ATOL = 1e-3
+
+# The runtime's step implementations (numpy update, fused step graph, unrolled loop
+# graph) against each other: the same network, fused differently.
+IMPL_ATOL = 1e-4
+
+# Another runtime (C++, the browser) against the Python runtime for the same seed or noise:
+# the same graphs, so only kernels' summation order differs (issue bound; measured 0 for C++
+# on the same ORT build, up to ~1e-4 for onnxruntime-web's WebAssembly kernels).
+CROSS_RUNTIME_ATOL = 1e-4
+
+# A served sprite against the in-process batch-1 call with the same seed: only ORT's
+# batch-size-dependent rounding may differ (measured 0).
+BATCHING_ATOL = 1e-5
+
+# fp16 network, a whole DDIM chain against fp32 (tests/test_parity.py measures 0.11):
+# half-precision eps errors (~3e-3 per call) compounded over the chain.
+FP16_SAMPLE_ATOL = 0.25
