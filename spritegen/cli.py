@@ -127,10 +127,10 @@ def sample(
         ddim_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
-        runtime = _remote(server) if server else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _remote(server) if server is not None else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
         names = _class_list(classes, runtime.class_names)
         rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
-        if server:  # the service checks the request (and refuses --gif: final sprites only)
+        if server is not None:  # the service checks the request (and refuses --gif: final sprites only)
             n = DDIM_DEFAULT_STEPS if n is None else n
         else:
             check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")

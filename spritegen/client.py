@@ -55,9 +55,7 @@ class Client:
     def __init__(self, url: str, *, timeout_s: float = 120.0, concurrency: int = 32,
                  model: ModelConfig = ModelConfig(), timesteps: int = ScheduleConfig.timesteps,
                  class_names: Sequence[str] = CLASS_NAMES) -> None:
-        parsed = urlparse(url if "://" in url else f"http://{url}")
-        if parsed.scheme not in ("http", "grpc") or not parsed.hostname or parsed.port is None:
-            raise InputError(f"server URL {url!r} must be host:port, http://host:port or grpc://host:port")
+        parsed = _parse_url(url)
         self.url, self.protocol, self.timeout_s = url, parsed.scheme, timeout_s
         self.class_names = tuple(class_names)
         self.schema: Schema = schema(model, timesteps)
@@ -66,6 +64,7 @@ class Client:
             import tritonclient.http as triton
             self._client = triton.InferenceServerClient(address, concurrency=concurrency,
                                                         connection_timeout=timeout_s, network_timeout=timeout_s)
+            _quiet_greenlets()
         else:
             import tritonclient.grpc as triton
             self._client = triton.InferenceServerClient(address)
@@ -235,6 +234,33 @@ class Client:
             return ServerError(f"cannot reach the spritegen service at {self.url} ({first}); is `spritegen serve` "
                                "running there?")
         return ServerError(f"the spritegen service at {self.url} failed: {first}")
+
+
+def _parse_url(url: object) -> Any:
+    """`url` split, or InputError: a string naming a host and a port in 1..65535, nothing after
+    them (urlparse raises ValueError on a bad port or an unclosed IPv6 bracket)."""
+    usage = f"server URL {url!r} must be host:port, http://host:port or grpc://host:port"
+    if not isinstance(url, str):
+        raise InputError(usage)
+    try:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        port = parsed.port
+    except ValueError:
+        raise InputError(usage) from None
+    if (parsed.scheme not in ("http", "grpc") or not parsed.hostname or not port
+            or parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.params):
+        raise InputError(usage)
+    return parsed
+
+
+def _quiet_greenlets() -> None:
+    """tritonclient.http sends requests in gevent greenlets, and gevent's hub prints a full
+    traceback on stderr for every greenlet that fails (a refused connection). The failure
+    reaches the caller anyway, as a ServerError from the request's get_result, so this
+    thread's hub stops printing them."""
+    import gevent
+
+    gevent.get_hub().exception_stream = None
 
 
 def _is_int(value: object) -> bool:

@@ -10,8 +10,10 @@ from spritegen.errors import InputError
 from tests.serving_support import free_ports
 
 
-@pytest.mark.parametrize("url", ["localhost", "ftp://h:1", "http://:80", "grpc://host"])
-def test_bad_urls_are_refused(url: str) -> None:
+@pytest.mark.parametrize("url", ["localhost", "ftp://h:1", "http://:80", "grpc://host", "127.0.0.1:99999",
+                                 "127.0.0.1:-1", "127.0.0.1:abc", "[::1", "127.0.0.1:0", "127.0.0.1:1/path?x",
+                                 "http://", "", None])
+def test_bad_urls_are_refused(url: object) -> None:
     with pytest.raises(InputError, match="must be host:port"):
         Client(url)
 
@@ -43,3 +45,11 @@ def test_bad_seeds_are_refused_before_sending() -> None:
     for seed in (-1, 1 << 64, [1], True):
         with pytest.raises(InputError, match="seed must be one integer"):
             client.ddim(["hero", "food"], seed=seed)
+
+
+def test_unreachable_service_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    """The failed request is the caller's error, not also a greenlet traceback on stderr."""
+    (port,) = free_ports(1)
+    with Client(f"127.0.0.1:{port}", timeout_s=5) as client, pytest.raises(ServerError):
+        client.ddim(["hero"], seed=1)
+    assert "Traceback" not in capfd.readouterr().err
