@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from spritegen.errors import InputError
+from spritegen.errors import InputError, shown
 from spritegen.runtime import limits
 
 
@@ -28,19 +28,19 @@ def check_threads(threads: Any) -> int | None:
     most = limits.max_threads()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= most:
         raise InputError(f"threads must be an integer in 1..{most} ({limits.THREADS_PER_CORE} per core: more only "
-                         f"adds contention), got {threads!r}")
+                         f"adds contention), got {shown(threads)}")
     return int(threads)
 
 
 def check_positive(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {shown(value)}")
     return int(value)
 
 
 def check_steps(n: Any, timesteps: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= timesteps:
-        raise InputError(f"DDIM steps n must be an integer in 1..{timesteps}, got {n!r}")
+        raise InputError(f"DDIM steps n must be an integer in 1..{timesteps}, got {shown(n)}")
     return int(n)
 
 
@@ -48,18 +48,28 @@ def check_rate(save_rate: Any) -> int | None:
     if save_rate is None:
         return None
     if isinstance(save_rate, bool) or not isinstance(save_rate, (int, np.integer)) or save_rate < 1:
-        raise InputError(f"save_rate must be a positive integer, got {save_rate!r}")
+        raise InputError(f"save_rate must be a positive integer, got {shown(save_rate)}")
     return int(save_rate)
 
 
-def check_number(value: Any, name: str, upper: float | None = None) -> float:
+def real_number(value: Any) -> float | None:
+    """`value` as a float when it is a real number (int, float, numpy scalar), else None:
+    float() alone would also read the strings "0.5" and "nan", bytes, and bools."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or (isinstance(value, np.ndarray) and value.ndim):
+        return None
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def check_number(value: Any, name: str, upper: float | None = None) -> float:
+    number = real_number(value)
+    if number is None:
+        raise InputError(f"{name} must be a number, got {shown(value)}")
     if not math.isfinite(number) or number < 0 or (upper is not None and number > upper):
         bounds = f"in 0..{upper:g}" if upper is not None else ">= 0"
-        raise InputError(f"{name} must be a finite number {bounds}, got {value!r}")
+        raise InputError(f"{name} must be a finite number {bounds}, got {shown(value)}")
     return number
 
 

@@ -20,7 +20,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from spritegen.errors import InputError
+from spritegen.errors import InputError, shown
+from spritegen.runtime.checks import real_number
 from spritegen.runtime.limits import MAX_CONTEXT_WEIGHT
 
 Context = Union[None, str, Mapping[str, float], Sequence[Union[str, Mapping[str, float]]], np.ndarray]
@@ -129,7 +130,7 @@ def _rows(items: list, names: tuple[str, ...]) -> np.ndarray:
             for name, weight in item.items():
                 row[_index(name, names)] = _weight(weight, name)
         else:
-            raise InputError(f"context item {item!r} is neither a class name, a blend dict nor None")
+            raise InputError(f"context item {shown(item)} is neither a class name, a blend dict nor None")
     _check_weights(rows)
     return rows
 
@@ -155,12 +156,11 @@ def _check_names(blend: Mapping[str, Any], names: tuple[str, ...]) -> None:
 
 
 def _weight(value: Any, name: str) -> float:
-    try:
-        weight = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"weight {value!r} for {name!r} is not a number") from None
+    weight = real_number(value)
+    if weight is None:
+        raise InputError(f"weight {shown(value)} for {shown(name)} is not a number")
     if not np.isfinite(weight) or not 0 <= weight <= MAX_CONTEXT_WEIGHT:
-        raise InputError(f"weight {value!r} for {name!r} must be a finite number in 0..{MAX_CONTEXT_WEIGHT:g}")
+        raise InputError(f"weight {shown(value)} for {shown(name)} must be a finite number in 0..{MAX_CONTEXT_WEIGHT:g}")
     return weight
 
 

@@ -19,7 +19,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from spritegen.errors import InputError
+from spritegen.errors import InputError, shown
 from spritegen.files import atomic_write
 from spritegen.runtime import limits
 
@@ -104,7 +104,7 @@ def save_gif(frames: Sequence[Image.Image], path: str | Path, *, frame_ms: int =
     for name, value in (("frame_ms", frame_ms), ("hold_ms", hold_ms)):
         if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= limits.MAX_FRAME_MS:
             raise InputError(f"{name} must be an integer in 10..{limits.MAX_FRAME_MS} (GIF delays are hundredths "
-                             f"of a second), got {value!r}")
+                             f"of a second), got {shown(value)}")
     if not frames:
         raise InputError("an animation needs at least one frame")
     _check_pixels(sum(f.width * f.height for f in frames), limits.MAX_ANIMATION_PIXELS, "animation")
@@ -122,7 +122,7 @@ def save_npy(array: np.ndarray, path: str | Path) -> Path:
 
 def _check_scale(scale: int) -> None:
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= limits.MAX_SCALE:
-        raise InputError(f"scale must be an integer in 1..{limits.MAX_SCALE}, got {scale!r}")
+        raise InputError(f"scale must be an integer in 1..{limits.MAX_SCALE}, got {shown(scale)}")
 
 
 def _check_pixels(pixels: int, most: int, what: str) -> None:

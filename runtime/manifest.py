@@ -33,7 +33,7 @@ import numpy as np
 
 from spritegen.contract import (GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, GraphMeta,
                                 ModelConfig, ScheduleConfig)
-from spritegen.errors import ExportDirError
+from spritegen.errors import ExportDirError, shown
 from spritegen.files import read_regular_file
 from spritegen.jsonfile import parse_json
 from spritegen.runtime import artifact, limits
@@ -128,6 +128,8 @@ class Manifest:
 def load_manifest(export_dir: str | Path) -> Manifest:
     """Parse and check `export_dir/manifest.json`; ExportDirError with one line otherwise.
     `export_dir` may name a W&B export artifact, wandb:ENTITY/PROJECT/NAME:ALIAS (runtime.artifact)."""
+    if not isinstance(export_dir, (str, os.PathLike)) or export_dir == "":
+        raise ExportDirError(f"export_dir must be a directory path (str or os.PathLike), got {shown(export_dir)}")
     if artifact.is_artifact(export_dir):
         export_dir = artifact.download_export(str(export_dir))
     directory = Path(export_dir)

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from spritegen.contract import ModelConfig, ScheduleConfig
+from spritegen.errors import shown
 from spritegen.runtime import limits
 
 _HEX = frozenset("0123456789abcdef")
@@ -158,5 +159,4 @@ def _kind(value: Any) -> str:
 
 def _show(value: Any) -> str:
     """A short repr (hostile values can be megabytes long)."""
-    text = repr(value) if not isinstance(value, (list, dict)) else f"a {type(value).__name__}"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(value).__name__}" if isinstance(value, (list, dict)) else shown(value)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from spritegen.contract import NOISE
+from spritegen.errors import shown
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _SHIFT32 = np.uint64(32)
@@ -108,7 +109,7 @@ def _cos_sin(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def check_seed(seed: object) -> int:
     """`seed` as a Python int in [0, 2^64); ValueError otherwise (callers add their context)."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"a seed must be an integer in [0, 2^{NOISE.seed_bits}), got {seed!r}")
+        raise ValueError(f"a seed must be an integer in [0, 2^{NOISE.seed_bits}), got {shown(seed)}")
     value = int(seed)
     if not 0 <= value < 1 << NOISE.seed_bits:
         raise ValueError(f"a seed must be an integer in [0, 2^{NOISE.seed_bits}), got {value}")

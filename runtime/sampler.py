@@ -34,7 +34,7 @@ from typing import Any, Union
 import numpy as np
 
 from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNET_FILES
-from spritegen.errors import ExportDirError, InputError
+from spritegen.errors import ExportDirError, InputError, shown
 from spritegen.runtime import limits
 from spritegen.runtime.checks import (check_array, check_finite, check_number, check_positive, check_rate,
                                       check_steps, check_threads)
@@ -103,7 +103,10 @@ class Sampler:
         threads = check_threads(threads)
         max_batch = check_positive(max_batch, "max_batch")
         if spin is not None and not isinstance(spin, bool):
-            raise InputError(f"spin must be True, False or None (automatic), got {spin!r}")
+            raise InputError(f"spin must be True, False or None (automatic), got {shown(spin)}")
+        for flag, value in (("cuda_graph", cuda_graph), ("open_all", open_all)):
+            if not isinstance(value, bool):
+                raise InputError(f"{flag} must be True or False, got {shown(value)}")
         manifest = load_manifest(export_dir)
         impl = impl or ("step" if _check_precision(precision) == "fp32" else "unet")
         first = IMPL_DDIM_GRAPH[_check_impl(impl)]
@@ -280,7 +283,7 @@ class Sampler:
     def _check_batch(self, batch: Any) -> int:
         """`batch` as an int in 1..max_batch, checked before anything of that size is allocated."""
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise InputError(f"batch must be a positive integer, got {batch!r}")
+            raise InputError(f"batch must be a positive integer, got {shown(batch)}")
         if batch > self.max_batch:
             raise InputError(f"batch {batch} is more than this sampler's max_batch={self.max_batch}; sample in "
                              "smaller batches, or raise it with Sampler.load(max_batch=...) (CLI: --max-batch)")
@@ -309,7 +312,7 @@ class Sampler:
         impl = _check_impl(impl or self.impl)
         if self.precision != "fp32" and impl != "unet":
             raise InputError(f"precision {self.precision!r} runs {UNET_FILES[self.precision]} with impl='unet' only "
-                             f"(the step and loop graphs are fp32); got impl={impl!r}")
+                             f"(the step and loop graphs are fp32); got impl={shown(impl)}")
         return impl
 
     def _open_graphs(self, names: list[str], verified: dict[str, bytes]) -> None:
@@ -374,11 +377,11 @@ def _graph_file(name: str, precision: str) -> str:
 
 def _check_precision(precision: str) -> str:
     if precision not in UNET_FILES:
-        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(UNET_FILES)}")
+        raise InputError(f"unknown precision {shown(precision)}; choose one of {', '.join(UNET_FILES)}")
     return precision
 
 
 def _check_impl(impl: str) -> str:
     if impl not in IMPLS:
-        raise InputError(f"unknown step implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+        raise InputError(f"unknown step implementation {shown(impl)}; choose one of {', '.join(IMPLS)}")
     return impl

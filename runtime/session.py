@@ -42,7 +42,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import onnxruntime as ort
 
-from spritegen.errors import ExportDirError, InputError, first_line
+from spritegen.errors import ExportDirError, InputError, first_line, shown
 from spritegen.runtime import cuda as cuda_setup
 from spritegen.runtime.device_thread import DeviceThread, device_thread
 
@@ -63,7 +63,7 @@ def default_threads() -> int:
 def want_cuda(provider: str) -> bool:
     """Whether `provider` asks for CUDA; InputError for an unknown name or a missing CUDA build."""
     if provider not in PROVIDERS:
-        raise InputError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        raise InputError(f"unknown provider {shown(provider)}; choose one of {', '.join(PROVIDERS)}")
     has_cuda = _CUDA in ort.get_available_providers()
     if provider == "cuda" and not has_cuda:
         raise InputError("provider 'cuda' needs onnxruntime-gpu (pip install 'spritegen[runtime-gpu]' "

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
-from spritegen.errors import InputError, SpriteGenError
+from spritegen.errors import InputError, SpriteGenError, shown
 from spritegen.serving.schema import DEFAULTS, MODELS, SEED_DTYPE, UNCONDITIONAL, Schema, schema
 
 Context = Union[None, str, int, Mapping[str, float], Sequence[Any], np.ndarray]
@@ -158,7 +158,7 @@ class Client:
             if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
                 blend = {self.class_names[item]: 1.0} if 0 <= item < len(self.class_names) else {str(item): 1.0}
             if not isinstance(blend, Mapping):
-                raise InputError(f"context item {item!r} is neither a class name, an index, a blend dict nor None")
+                raise InputError(f"context item {shown(item)} is neither a class name, an index, a blend dict nor None")
             for name, weight in blend.items():
                 if name not in self.class_names:
                     raise InputError(f"unknown class {name!r}; valid classes: {', '.join(self.class_names)}")
@@ -173,7 +173,7 @@ class Client:
     def infer_many(self, kind: str, requests: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Send all `requests` at once, wait for all; raise the first failure's error."""
         if kind not in MODELS:
-            raise InputError(f"unknown sampler {kind!r}; choose one of {', '.join(MODELS)}")
+            raise InputError(f"unknown sampler {shown(kind)}; choose one of {', '.join(MODELS)}")
         pending = [self._submit(MODELS[kind], request) for request in requests]
         results, failure = [], None
         for handle in pending:
@@ -239,7 +239,7 @@ class Client:
 def _parse_url(url: object) -> Any:
     """`url` split, or InputError: a string naming a host and a port in 1..65535, nothing after
     them (urlparse raises ValueError on a bad port or an unclosed IPv6 bracket)."""
-    usage = f"server URL {url!r} must be host:port, http://host:port or grpc://host:port"
+    usage = f"server URL {shown(url)} must be host:port, http://host:port or grpc://host:port"
     if not isinstance(url, str):
         raise InputError(usage)
     try:
@@ -271,7 +271,7 @@ def _seeds(seed: Seeds, batch: int) -> np.ndarray:
     values = [seed] * batch if _is_int(seed) else list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else [None]
     if len(values) != batch or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not
                                    0 <= int(s) < 1 << 64 for s in values):
-        raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {seed!r}")
+        raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {shown(seed)}")
     return np.array([[int(s)] for s in values], dtype=SEED_DTYPE)
 
 

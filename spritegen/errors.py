@@ -30,6 +30,16 @@ class OutputError(SpriteGenError):
     """A result (picture, array, export) could not be written where the user asked."""
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """`value`'s repr on one line and at most `limit` characters: how a value the caller
+    passed appears in a message (an ndarray's repr spans lines, a hostile list megabytes)."""
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # a hostile __repr__
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (its type name when empty): how a
     library's multi-line error becomes part of one of our one-line messages."""

@@ -39,6 +39,9 @@ def _one_line(error: pytest.ExceptionInfo) -> str:
     ([], "batch 0"),
     (np.zeros((0, 5), np.float32), "batch 0"),
     ([3], "neither a class name"),
+    ([{"hero": "1"}], "weight '1' for 'hero' is not a number"),
+    ([{"hero": True}], "weight True for 'hero' is not a number"),
+    ([np.zeros((40, 40))], "neither a class name"),
 ])
 def test_bad_context(sampler: Sampler, context, expected: str) -> None:
     with pytest.raises(InputError) as error:
@@ -83,6 +86,11 @@ def test_bad_step_noise(sampler: Sampler) -> None:
     ({"save_rate": 0}, "save_rate must be a positive integer"),
     ({"seed": -1}, "seed must be an integer in [0, 2^64)"),
     ({"seed": 2**64}, "seed must be an integer in [0, 2^64)"),
+    ({"seed": np.arange(400).reshape(20, 20)}, "seed must be an integer in [0, 2^64)"),
+    ({"eta": "0.1"}, "eta must be a number, got '0.1'"),
+    ({"guidance": "1"}, "guidance must be a number, got '1'"),
+    ({"guidance": b"1"}, "guidance must be a number"),
+    ({"n": np.zeros((30, 30))}, "DDIM steps n must be an integer"),
     ({"impl": "fast"}, "unknown step implementation 'fast'; choose one of unet, step, loop"),
     ({"impl": "loop", "n": 10}, "n=25 only"),
     ({"impl": "loop", "eta": 0.5}, "deterministic DDIM"),
@@ -140,6 +148,9 @@ def test_max_batch_is_configurable_per_sampler(export_dir: Path) -> None:
     ({"threads": 100_000}, "threads must be an integer in 1.."),
     ({"threads": 2.0}, "threads must be an integer in 1.."),
     ({"spin": "yes"}, "spin must be True, False or None"),
+    ({"threads": np.ones((20, 20))}, "threads must be an integer in 1.."),
+    ({"cuda_graph": "x"}, "cuda_graph must be True or False"),
+    ({"open_all": "x"}, "open_all must be True or False"),
 ])
 def test_bad_load_options(export_dir: Path, kwargs: dict, expected: str) -> None:
     with pytest.raises(InputError) as error:
@@ -169,6 +180,13 @@ def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ExportDirError) as error:
         Sampler.load(tmp_path / "nowhere")
     assert "does not exist" in _one_line(error)
+
+
+@pytest.mark.parametrize("where", [None, 5, b"/tmp", ""])
+def test_export_dir_that_is_not_a_path(where: object) -> None:
+    with pytest.raises(ExportDirError) as error:
+        Sampler.load(where)
+    assert "export_dir must be a directory path" in _one_line(error)
 
 
 def test_foreign_directory(tmp_path: Path) -> None:
