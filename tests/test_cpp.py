@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -239,7 +240,30 @@ def _bad_inputs(tmp: Path, noise: dict[str, Path]) -> dict[str, list[str]]:
         "no output": ["--class", "hero"],
         "unknown option": ["--colour", "red", *out],
         "loop with n=7": ["--graph", "loop", "--n", "7", *out],
+        "class blended twice": ["--class", "hero", "--blend", "food=1,food=2", *out],
+        "noise from a FIFO": ["--noise", str(_fifo(tmp / "fifo.npy")), *out],  # blocked forever before
+        "noise from a device": ["--noise", "/dev/zero", *out],  # read without end before
     }
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def test_outputs_replace_regular_files_only(cpp_binary: Path, export_dir: Path, tmp_path: Path) -> None:
+    """A symlink or FIFO at an output path is refused and left alone, not renamed over
+    (as root, `--out-rgba /dev/null` used to turn /dev/null into a regular file)."""
+    target = tmp_path / "target.png"
+    target.write_bytes(b"keep")
+    (tmp_path / "link.png").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo.rgba")
+    for flag, path in (("--out", tmp_path / "link.png"), ("--out-rgba", tmp_path / "fifo.rgba")):
+        proc = run_cpp(cpp_binary, export_dir, "--class", "hero", "--n", "2", flag, str(path))
+        assert proc.returncode != 0 and proc.stderr.startswith("error: ") and "not a regular file" in proc.stderr
+    assert (tmp_path / "link.png").is_symlink() and target.read_bytes() == b"keep"
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo.rgba").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.rgba", "link.png", "target.png"]  # no temp left
 
 
 def test_bad_input_is_one_line_and_nonzero(cpp_binary: Path, export_dir: Path, noise_files: dict[str, Path],

@@ -128,7 +128,10 @@ Status parse_value(Args& a, const std::string& flag, const std::string& v) {
       if (eq == std::string::npos) return invalid("--blend takes NAME=WEIGHT, got '" + item + "'");
       float weight = 0.0f;
       SPRITEGEN_TRY(to_float("--blend " + item.substr(0, eq), item.substr(eq + 1), &weight));
-      a.blend.emplace_back(item.substr(0, eq), weight);
+      const std::string name = item.substr(0, eq);
+      if (std::any_of(a.blend.begin(), a.blend.end(), [&](const auto& b) { return b.first == name; }))
+        return invalid("--blend names '" + name + "' twice; give each class one weight");
+      a.blend.emplace_back(name, weight);
     }
   } else if (flag == "--sampler") a.sampler = v;
   else if (flag == "--graph") a.graph = v;
@@ -199,9 +202,8 @@ Status open_sampler(const Args& a, std::unique_ptr<spritegen::Sampler>* out) {
   const spritegen::Config config{a.threads, a.spin};
   if (!a.from_memory) return spritegen::Sampler::open(a.export_dir, config, out);
   const auto slurp = [](const std::string& path, std::string* bytes) -> Status {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return {Code::bad_export, "cannot read " + path + ": not a complete spritegen export"};
-    bytes->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    const Status read = spritegen::read_regular_file(path, bytes);
+    if (!read.ok()) return {Code::bad_export, read.message() + ": not a complete spritegen export"};
     return {};
   };
   std::string manifest_json;

@@ -1,6 +1,11 @@
 // Minimal .npy reader/writer (see npy.hpp). Format: github.com/numpy/numpy NEP 1.
 #include "npy.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -38,9 +43,8 @@ bool parse_shape(const std::string& text, std::vector<int64_t>* shape) {
 }  // namespace
 
 Status read_npy(const std::string& path, Tensor* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {Code::io, "cannot open '" + path + "'"};
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes;
+  SPRITEGEN_TRY(read_regular_file(path, &bytes));
   if (bytes.size() < 10 || bytes.compare(0, 6, kMagic, 6) != 0) return invalid(path + " is not a .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   const size_t len_size = major == 1 ? 2 : 4;
@@ -87,20 +91,58 @@ Status write_npy(const std::string& path, const Tensor& tensor) {
 }
 
 Status write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out.flush()) {
-      std::remove(tmp.c_str());
-      return {Code::io, "cannot write '" + path + "'"};
-    }
+  struct stat info {};
+  if (lstat(path.c_str(), &info) == 0 && !S_ISREG(info.st_mode))
+    return invalid("'" + path + "' exists and is not a regular file (a symlink, FIFO, device or directory); "
+                   "refusing to replace it: choose another output path");
+  std::string tmp = path + ".XXXXXX";
+  const int fd = mkstemp(tmp.data());
+  if (fd < 0) return {Code::io, "cannot write '" + path + "' (" + std::strerror(errno) + ")"};
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  const int saved = errno;
+  const bool ok = done == bytes.size() && fchmod(fd, 0644) == 0 && ::close(fd) == 0;
+  if (!ok) {
+    if (done != bytes.size()) ::close(fd);
+    std::remove(tmp.c_str());
+    return {Code::io, "cannot write '" + path + "' (" + std::strerror(saved) + ")"};
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int why = errno;
     std::remove(tmp.c_str());
-    return {Code::io, "cannot write '" + path + "'"};
+    return {Code::io, "cannot write '" + path + "' (" + std::strerror(why) + ")"};
   }
   return {};
+}
+
+Status read_regular_file(const std::string& path, std::string* bytes, uint64_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // O_NONBLOCK: a FIFO cannot block open
+  if (fd < 0) return {Code::io, "cannot read '" + path + "' (" + std::strerror(errno) + ")"};
+  struct stat info {};
+  Status status;
+  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    status = invalid("'" + path + "' is not a regular file (a directory, FIFO or device); refusing to read it");
+  } else if (static_cast<uint64_t>(info.st_size) > max_bytes) {
+    status = invalid("'" + path + "' is " + std::to_string(info.st_size) + " bytes, more than the " +
+                     std::to_string(max_bytes) + " this program reads");
+  } else {
+    bytes->resize(static_cast<size_t>(info.st_size));
+    size_t done = 0;
+    while (done < bytes->size()) {
+      const ssize_t n = ::read(fd, &(*bytes)[done], bytes->size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    if (done != bytes->size()) status = {Code::io, "cannot read '" + path + "' (it changed while being read)"};
+  }
+  ::close(fd);
+  return status;
 }
 
 }  // namespace spritegen

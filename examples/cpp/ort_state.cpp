@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "noise.hpp"
+#include "npy.hpp"
 #include "sha256.hpp"
 
 namespace spritegen {
@@ -30,11 +31,7 @@ Status check(OrtStatus* status, const std::string& what) {
 }
 
 Status read_file(const std::filesystem::path& path, std::string* bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {Code::io, "cannot read " + path.string()};
-  bytes->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) return {Code::io, "cannot read " + path.string()};
-  return {};
+  return read_regular_file(path.string(), bytes);  // regular files only, bounded: never a FIFO or /dev/zero
 }
 
 }  // namespace detail
