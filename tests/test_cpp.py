@@ -240,6 +240,9 @@ def _bad_inputs(tmp: Path, noise: dict[str, Path]) -> dict[str, list[str]]:
         "no output": ["--class", "hero"],
         "unknown option": ["--colour", "red", *out],
         "loop with n=7": ["--graph", "loop", "--n", "7", *out],
+        "num zero": ["--num", "0", *out],  # 0 read as "not given" before
+        "threads zero": ["--threads", "0", *out],
+        "threads beyond 4 per core": ["--threads", str(4 * (os.cpu_count() or 1) + 1), *out],
         "class blended twice": ["--class", "hero", "--blend", "food=1,food=2", *out],
         "noise from a FIFO": ["--noise", str(_fifo(tmp / "fifo.npy")), *out],  # blocked forever before
         "noise from a device": ["--noise", "/dev/zero", *out],  # read without end before

@@ -17,6 +17,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "image_io.hpp"
@@ -100,6 +101,20 @@ Status to_int(const std::string& flag, const std::string& text, int* out) {
   return {};
 }
 
+// An option whose 0 would read as "not given" (--num, --scale, --threads): 1..max or refused,
+// so an explicit `--threads 0` is not silently "all cores" nor `--num 0` "one per class".
+Status to_count(const std::string& flag, const std::string& text, uint64_t max, int* out) {
+  uint64_t v = 0;
+  SPRITEGEN_TRY(to_u64(flag, text, max, &v));
+  if (v < 1) return invalid(flag + " needs an integer in 1.." + std::to_string(max) + ", got '" + text + "'");
+  *out = static_cast<int>(v);
+  return {};
+}
+
+// The most ORT threads: 4 per core, as the Python runtime's limits.THREADS_PER_CORE (more
+// only adds contention; ~100000 crashed ONNX Runtime).
+uint64_t max_threads() { return 4 * uint64_t{std::max(1u, std::thread::hardware_concurrency())}; }
+
 Status to_float(const std::string& flag, const std::string& text, float* out) {
   char* end = nullptr;
   errno = 0;
@@ -141,15 +156,15 @@ Status parse_value(Args& a, const std::string& flag, const std::string& v) {
   }
   else if (flag == "--eta") return to_float(flag, v, &a.eta);
   else if (flag == "--guidance") return to_float(flag, v, &a.guidance);
-  else if (flag == "--num") return to_int(flag, v, &a.num);
+  else if (flag == "--num") return to_count(flag, v, 4096, &a.num);
   else if (flag == "--seed") return to_seeds(flag, v, &a.seeds);
   else if (flag == "--noise") a.noise = v;
   else if (flag == "--step-noise") a.step_noise = v;
   else if (flag == "--out") a.out = v;
   else if (flag == "--out-npy") a.out_npy = v;
   else if (flag == "--out-rgba") a.out_rgba = v;
-  else if (flag == "--scale") return to_int(flag, v, &a.scale);
-  else if (flag == "--threads") return to_int(flag, v, &a.threads);
+  else if (flag == "--scale") return to_count(flag, v, 64, &a.scale);
+  else if (flag == "--threads") return to_count(flag, v, max_threads(), &a.threads);
   else if (flag == "--repeat") return to_int(flag, v, &a.repeat);
   else return invalid("unknown option '" + flag + "' (see --help)");
   return {};
