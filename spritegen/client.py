@@ -113,7 +113,8 @@ class Client:
                 rows[name] = np.ascontiguousarray(array if name == "noise" else np.moveaxis(array, 1, 0))
         for name, value in params.items():
             if value is not None:
-                rows[name] = np.full((batch, 1), value, dtype=self.schema.input(name).dtype)
+                dtype = self.schema.input(name).dtype
+                rows[name] = np.full((batch, 1), _number(value, name, integer=np.issubdtype(dtype, np.integer)), dtype)
         answers = self.infer_many(kind, [{k: v[r:r + 1] for k, v in rows.items()} for r in range(batch)])
         return Sprites(sprites=np.concatenate([a["sprite"] for a in answers]),
                        pixels=np.concatenate([a["pixels"] for a in answers]),
@@ -145,7 +146,7 @@ class Client:
         and arrays -> context rows (B, K)."""
         items = context if isinstance(context, (list, tuple)) else [context]
         if isinstance(context, np.ndarray) or (items and all(isinstance(i, (list, tuple, np.ndarray)) for i in items)):
-            return {"context": np.asarray(context, dtype=self.schema.input("context").dtype).reshape(-1, self.schema.classes)}
+            return {"context": _context_rows(context, self.schema.classes, self.schema.input("context").dtype)}
         if not items:
             raise InputError("no sprites asked for: give at least one context")
         if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
@@ -162,7 +163,7 @@ class Client:
             for name, weight in blend.items():
                 if name not in self.class_names:
                     raise InputError(f"unknown class {name!r}; valid classes: {', '.join(self.class_names)}")
-                row[self.class_names.index(name)] = weight
+                row[self.class_names.index(name)] = _number(weight, f"the weight of {name!r}")
         return {"context": rows}
 
     # ---------------------------------------------------------------- transport
@@ -261,6 +262,29 @@ def _quiet_greenlets() -> None:
     import gevent
 
     gevent.get_hub().exception_stream = None
+
+
+def _number(value: object, name: str, integer: bool = False) -> float | int:
+    """A real number (an integer when `integer`) the request can carry; its range is the
+    server's to check. numpy would otherwise read the string "1" and fail on "x" with ValueError."""
+    if integer and _is_int(value):
+        return int(value)
+    if not integer and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    raise InputError(f"{name} must be {'an integer' if integer else 'a number'}, got {shown(value)}")
+
+
+def _context_rows(context: Any, classes: int, dtype: Any) -> np.ndarray:
+    """Context rows (B, K) from an array or a list of rows: numbers, K per row, finite."""
+    try:
+        rows = np.asarray(context, dtype=dtype)
+    except (TypeError, ValueError):
+        raise InputError(f"context rows must be numbers, got {shown(context)}") from None
+    if rows.ndim not in (1, 2) or rows.shape[-1] != classes or rows.size == 0:
+        raise InputError(f"context rows must have shape (B, {classes}), got {rows.shape}")
+    if not np.isfinite(rows).all():
+        raise InputError("context rows hold NaN or Inf; pass finite class weights")
+    return rows.reshape(-1, classes)
 
 
 def _is_int(value: object) -> bool:

@@ -53,3 +53,21 @@ def test_unreachable_service_prints_nothing(capfd: pytest.CaptureFixture[str]) -
     with Client(f"127.0.0.1:{port}", timeout_s=5) as client, pytest.raises(ServerError):
         client.ddim(["hero"], seed=1)
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("context, kwargs, expected", [
+    ([[1, 2]], {}, "context rows must have shape (B, 5)"),
+    (np.zeros((2, 4)), {}, "context rows must have shape (B, 5)"),
+    (np.array([["a"] * 5]), {}, "context rows must be numbers"),
+    (np.full((1, 5), np.nan), {}, "NaN or Inf"),
+    ([{"hero": "x"}], {}, "the weight of 'hero' must be a number"),
+    ([{"hero": "1"}], {}, "the weight of 'hero' must be a number"),
+    (["hero"], {"n": "x"}, "n must be an integer"),
+    (["hero"], {"n": 2.5}, "n must be an integer"),
+    (["hero"], {"eta": "x"}, "eta must be a number"),
+])
+def test_malformed_requests_are_refused_before_sending(context, kwargs: dict, expected: str) -> None:
+    client = Client("127.0.0.1:1")
+    with pytest.raises(InputError) as info:
+        client.ddim(context, seed=1, **kwargs)
+    assert expected in str(info.value) and "\n" not in str(info.value)
