@@ -34,7 +34,7 @@ SHA256_OF = "the checkpoint file's bytes"  # what provenance.checkpoint_sha256 h
 NO_CONFIG = "none: hyperparameters from the weights' shapes, the course's schedule"
 
 __all__ = ["BUNDLED_DIR", "LoadedCheckpoint", "RUN_CONFIG_FILE", "infer_config", "load_checkpoint", "load_model",
-           "read_state_dict", "sha256_file"]
+           "read_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,6 @@ class _Source:
     config: RunConfig | None
     provenance: dict[str, Any]
     notes: tuple[str, ...] = ()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _mode(path: Path, what: str) -> int | None:

@@ -19,7 +19,8 @@ from typing import Any
 from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FILE,
                                 MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, TORCHSCRIPT_FILE, GraphSpec, ModelConfig,
                                 ScheduleConfig, ddim_pairs)
-from spritegen.export.checkpoint import LoadedCheckpoint, sha256_file
+from spritegen.export.checkpoint import LoadedCheckpoint
+from spritegen.files import sha256_file
 from spritegen.files import write_text_atomic
 from spritegen.export.onnx_export import dims
 from spritegen.export.schedule import make_schedule

@@ -17,6 +17,7 @@ it, as os.umask forces, races with other threads creating files).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -88,6 +89,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """UTF-8 `text` to `path`, all or nothing (see atomic_write)."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks (a large file never sits in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_regular_file(path: str | Path, max_bytes: int, error: type[SpriteGenError], what: str) -> bytes:

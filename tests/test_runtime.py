@@ -186,7 +186,7 @@ def test_ddim_default_steps_come_from_the_contract_and_the_loop_graph(export_dir
     import onnx
 
     from spritegen.contract import DDIM_DEFAULT_STEPS, MANIFEST_FILE, GraphMeta
-    from spritegen.export.checkpoint import sha256_file
+    from spritegen.files import sha256_file
 
     manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
     directory = link_export(export_dir, tmp_path / "export", manifest)
