@@ -54,7 +54,7 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
   --out-npy FILE        final sprites as float32 .npy [B,3,H,W] in [-1,1]
   --out-rgba FILE       final sprites as raw RGBA8 bytes [B,H,W,4] (a texture upload's layout)
   --scale K             pixels per sprite pixel in --out (default 4)
-  --threads N           ONNX Runtime intra-op threads (default: all cores)
+  --threads N           ONNX Runtime intra-op threads, 1..4 per core (default: all cores)
   --spin                let idle ORT threads busy-wait (faster on an idle machine only)
   --from-memory         read the files first and open the export from bytes (the engine path)
   --warm-up             Sampler::warm_up at the batch size before the first sprite
