@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from spritegen.contract import CLASS_NAMES, GRAPHS, MANIFEST_FILE
 from spritegen.errors import ExportDirError
-from spritegen.export.checkpoint import load_model, sha256_file
+from spritegen.export.checkpoint import load_model
+from spritegen.files import sha256_file
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
 from tests.runtime_support import link_export
