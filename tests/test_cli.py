@@ -320,17 +320,22 @@ def test_damaged_cached_export_is_rebuilt(export_dir: Path, tmp_path: Path, bund
     assert (target / "ddpm_step.onnx").read_bytes() == (export_dir / "ddpm_step.onnx").read_bytes()
 
 
-def test_damaged_cached_export_without_torch_says_what_to_delete(export_dir: Path, tmp_path: Path,
-                                                                 bundled_key: str) -> None:
+def _sample_without_torch(tmp_path: Path) -> subprocess.CompletedProcess:
+    """`spritegen sample` in a fresh process where importing torch fails, caching in tmp_path/cache."""
     from tests.test_runtime_inputs import _NO_TORCH
 
-    target = copy_export(export_dir, tmp_path / "cache" / "exports" / bundled_key)
-    (target / "unet.onnx").write_bytes(b"damaged")
     (tmp_path / "sitecustomize.py").write_text(_NO_TORCH)
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
            "SPRITEGEN_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-m", "spritegen.cli", "sample", "-o", str(tmp_path / "s.png")],
+    return subprocess.run([sys.executable, "-m", "spritegen.cli", "sample", "-o", str(tmp_path / "s.png")],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+
+
+def test_damaged_cached_export_without_torch_says_what_to_delete(export_dir: Path, tmp_path: Path,
+                                                                 bundled_key: str) -> None:
+    target = copy_export(export_dir, tmp_path / "cache" / "exports" / bundled_key)
+    (target / "unet.onnx").write_bytes(b"damaged")
+    done = _sample_without_torch(tmp_path)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the cached export") and f"{target} is damaged" in last
@@ -339,13 +344,7 @@ def test_damaged_cached_export_without_torch_says_what_to_delete(export_dir: Pat
 
 def test_missing_cached_export_without_torch_is_one_clear_line(tmp_path: Path, bundled_key: str) -> None:
     """Creating the cache needs torch; without it: one line that says what to install, exit 1."""
-    from tests.test_runtime_inputs import _NO_TORCH
-
-    (tmp_path / "sitecustomize.py").write_text(_NO_TORCH)
-    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "SPRITEGEN_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-m", "spritegen.cli", "sample", "-o", str(tmp_path / "s.png")],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    done = _sample_without_torch(tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("error: ") and "pip install 'spritegen[export]'" in done.stderr
