@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spritegen import __version__, wandb_env
 from spritegen.cache import check_cached_precision, damaged, default_export
 from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
-from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE
+from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, NOISE
 from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
 from spritegen.runtime import limits
 
@@ -72,7 +72,7 @@ ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused gr
                        "only).")
 PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
                             "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
-SeedOpt = typer.Option(None, "--seed", min=0, max=2**64 - 1, help="Seed in [0, 2^64) of the portable noise, "
+SeedOpt = typer.Option(None, "--seed", min=0, max=(1 << NOISE.seed_bits) - 1, help="Seed in [0, 2^64) of the portable noise, "
                        "docs/noise.md (default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, max=limits.MAX_GUIDANCE,
                            help="Classifier-free guidance weight (0 = off).")
@@ -257,7 +257,7 @@ def mix(
         seed = _seed(seed)
         # One seed per sprite (docs/noise.md section 4): column k draws from seed + k, so a
         # column shares x_T and every step's noise down all blends.
-        seeds = [(seed + k) % 2 ** 64 for k in range(num)] * len(rows)
+        seeds = [(seed + k) % (1 << NOISE.seed_bits) for k in range(num)] * len(rows)
         with _progress(sampler.value) as progress:
             if sampler is SamplerName.ddim:
                 sprites = runtime.ddim(context, n=n, seed=seeds, guidance=guidance, progress=progress)

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
+from spritegen.contract import CLASS_NAMES, NOISE, ModelConfig, ScheduleConfig
 from spritegen.errors import InputError, SpriteGenError, shown
 from spritegen.serving.schema import DEFAULTS, MODELS, SEED_DTYPE, UNCONDITIONAL, Schema, schema
 
@@ -294,7 +294,7 @@ def _is_int(value: object) -> bool:
 def _seeds(seed: Seeds, batch: int) -> np.ndarray:
     values = [seed] * batch if _is_int(seed) else list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else [None]
     if len(values) != batch or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not
-                                   0 <= int(s) < 1 << 64 for s in values):
+                                   0 <= int(s) < 1 << NOISE.seed_bits for s in values):
         raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {shown(seed)}")
     return np.array([[int(s)] for s in values], dtype=SEED_DTYPE)
 
