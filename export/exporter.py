@@ -2,7 +2,7 @@
 
 Recipe: 1. check options; 2. load the checkpoint (pinning the shortcut if absent) and the
 run config that belongs to it; 3. in a staging directory (staging.py: locked, crash-safe swap)
-write unet.onnx, unet.ts, the step graphs, the loop graph and (optionally) unet_fp16.onnx and
+write unet.onnx, unet.ts, the step graphs (DDPM, DDIM, DPM-Solver++), the loop graph and (optionally) unet_fp16.onnx and
 unet_int8.onnx, each carrying the checkpoint's sha256; 4. validate them against eager PyTorch;
 5. write manifest.json with hashes and the measured errors; 6. swap the staging directory in.
 Any failure raises a SpriteGenError and leaves no directory behind.
@@ -24,7 +24,7 @@ from spritegen.errors import ExportError
 from spritegen.export.checkpoint import LoadedCheckpoint, load_checkpoint
 from spritegen.export.checks import Tolerances
 from spritegen.export.fp16 import to_fp16
-from spritegen.export.graphs import DdimBody, DdimStep, DdpmStep
+from spritegen.export.graphs import DdimBody, DdimStep, DdpmStep, SolverStep
 from spritegen.export.int8 import CALIBRATION_STEPS, calibration_feeds, to_int8
 from spritegen.export.loop_graph import unroll
 from spritegen.export.manifest import T_DEFINITION, build_manifest, class_names, write_manifest
@@ -76,7 +76,7 @@ def write_files(directory: Path, loaded: LoadedCheckpoint, schedule: ScheduleCon
     write(unet, "unet", GRAPHS["unet"].file)
     export_torchscript(model, directory / TORCHSCRIPT_FILE)
     say(f"wrote {TORCHSCRIPT_FILE}")
-    for name, module in (("ddpm_step", DdpmStep), ("ddim_step", DdimStep)):
+    for name, module in (("ddpm_step", DdpmStep), ("ddim_step", DdimStep), ("solver_step", SolverStep)):
         spec = GRAPHS[name]
         write(to_onnx(module(model, schedule), spec, config, opset, groups=2), name, spec.file)
     body = to_onnx(DdimBody(model, schedule), DDIM_BODY, config, opset, groups=2)

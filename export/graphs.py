@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from spritegen.contract import ScheduleConfig
-from spritegen.export.schedule import make_schedule
+from spritegen.export.schedule import half_log_snr, make_schedule
 
 
 def time_table(timesteps: int) -> torch.Tensor:
@@ -77,6 +77,10 @@ class _ScheduleTables(nn.Module):
         sigma = s.b_t.sqrt()
         sigma[:2] = 0  # no noise on the last step (i = 1); index 0 unused
         self.register_buffer("ddpm_sigma", sigma)
+        # DPM-Solver++ tables (reference.sample_dpmpp): alpha, sigma, lambda = log(alpha / sigma)
+        self.register_buffer("alpha", s.ab_t.sqrt())
+        self.register_buffer("sigma", (1 - s.ab_t).sqrt())
+        self.register_buffer("lam", half_log_snr(s.ab_t))
 
 
 class _FusedStep(_ScheduleTables):
@@ -140,3 +144,30 @@ class DdimBody(_FusedStep):
                 w: torch.Tensor) -> torch.Tensor:
         eps, ab, ab_prev = self._ddim_inputs(x, c, i, i_prev, w)
         return _x0_scaled(x, eps, ab, ab_prev) + (1 - ab_prev).sqrt() * eps  # (B, C, H, W)
+
+
+class SolverStep(_FusedStep):
+    """One DPM-Solver++(2M) step i -> i_next, eta > 0 its SDE form, as reference.sample_dpmpp.
+
+    The first-order cases (the first step: i_last = i; the last: i_next = 0) are selected
+    with a Where, not an If (module doc): the second-order branch is computed too and
+    discarded there, where r is 0 or infinite.
+    """
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor, c: torch.Tensor, i: torch.Tensor, i_next: torch.Tensor,
+                i_last: torch.Tensor, eta: torch.Tensor, z: torch.Tensor,
+                w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # 1. predict the noise at t = i/T, then the data x0 = (x - sigma_i eps) / alpha_i
+        eps = self.eps(x, _lookup(self.t_table, i), c, w)  # (B, C, H, W)
+        a_i, s_i = _lookup(self.alpha, i), _lookup(self.sigma, i)  # (1,)
+        a_n, s_n = _lookup(self.alpha, i_next), _lookup(self.sigma, i_next)  # (1,)
+        x0 = (x - s_i * eps) / a_i  # (B, C, H, W)
+        # 2. D = x0 + (x0 - m) / (2 r), r = h_last / h; D = x0 where the step is first order
+        lam_i = _lookup(self.lam, i)
+        r = (lam_i - _lookup(self.lam, i_last)) / (_lookup(self.lam, i_next) - lam_i)
+        first_order = torch.logical_or(i_last == i, i_next == 0)  # (1,) bool
+        d = torch.where(first_order, x0, x0 + (x0 - m) / (2 * r))
+        # 3. x_next = (s_n / s_i) E^eta x + a_n (1 - E^(1+eta)) D + s_n sqrt(1 - E^(2 eta)) z, E = e^-h
+        e = a_i * s_n / (s_i * a_n)  # (1,)
+        x_next = s_n / s_i * e.pow(eta) * x + a_n * (1 - e.pow(1 + eta)) * d + s_n * (1 - e.pow(2 * eta)).sqrt() * z
+        return x_next, x0

@@ -1,4 +1,4 @@
-"""Eager PyTorch reference samplers: the course's DDPM and DDIM, the parity oracle.
+"""Eager PyTorch reference samplers: the course's DDPM and DDIM, and DPM-Solver++; the parity oracle.
 
 Both follow the course's samplers (README.md, "Upstream quirks", lists where we
 differ) operation for operation on the float32 schedule
@@ -7,6 +7,11 @@ samplers (with the pinned shortcut). Two extensions, both off by default:
 
 - classifier-free guidance: eps = (1 + w) * eps(x, t, c) - w * eps(x, t, 0);
 - stochastic DDIM (eta > 0, Song et al. 2021, eq. 12).
+
+`sample_dpmpp` is not the course's: DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++",
+Algorithm 2, data prediction, multistep second order) on the same discrete schedule, and with
+eta = 1 its stochastic form SDE-DPM-Solver++(2M) (same paper, section 5; the "midpoint" form
+diffusers and k-diffusion use); tests/test_solvers.py checks both against diffusers.
 
 Noise can always be injected: `noise` is x_T and `step_noise[i-1]` (shape
 (T, B, C, H, W)) is the noise added by the step that starts at index i, for DDPM and
@@ -20,8 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, ScheduleConfig, ddim_pairs, ddpm_keeps
-from spritegen.export.schedule import make_schedule
+from spritegen.contract import (DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, ScheduleConfig, check_solver_indices, ddim_pairs,
+                                ddpm_keeps, solver_triples)
+from spritegen.export.schedule import half_log_snr, make_schedule
 
 
 def _time(i: int, timesteps: int) -> torch.Tensor:
@@ -99,5 +105,46 @@ def sample_ddim(model: nn.Module, noise: torch.Tensor, context: torch.Tensor | N
         x = x0_scaled + (1 - ab_prev - sigma**2).sqrt() * eps
         if eta > 0:
             x = x + sigma * _step_noise(step_noise, i, x, generator)
+        kept.append(x)
+    return x.clip(-1, 1), torch.stack(kept)
+
+
+@torch.no_grad()
+def sample_dpmpp(model: nn.Module, noise: torch.Tensor, context: torch.Tensor | None, *,
+                 indices: list[int] | tuple[int, ...], timesteps: int = 500, beta1: float = 1e-4,
+                 beta2: float = 0.02, eta: float = 0.0, step_noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None,
+                 guidance: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPM-Solver++(2M), eta = 0, or SDE-DPM-Solver++(2M), eta = 1 (module doc), one network call
+    per step over `indices` (T = i_0 > ... > i_n = 0, e.g. contract.dpmpp_indices).
+    Returns (clip(x_0, -1, 1), intermediates (n, B, C, H, W), the unclipped state after each step).
+
+    Symbols: alpha = sqrt(ab), sigma = sqrt(1 - ab), lambda = log(alpha / sigma) (half_log_snr),
+    h = lambda_next - lambda_i, E = e^-h = alpha_i sigma_next / (sigma_i alpha_next) (0 at the
+    end, where sigma = 0), x0 = data prediction, m = the previous step's x0.
+    """
+    indices = check_solver_indices(list(indices), timesteps)
+    s = make_schedule(ScheduleConfig(timesteps, beta1, beta2))
+    alpha, sigma, lam = s.ab_t.sqrt(), (1 - s.ab_t).sqrt(), half_log_snr(s.ab_t)
+    x, m = noise, None
+    kept = []
+    for i, i_next, i_last in solver_triples(indices):
+        # 1. predict the noise at t = i/T, then the data x0 = (x - sigma_i eps) / alpha_i
+        eps = _predict_eps(model, x, _time(i, timesteps), context, guidance)
+        x0 = (x - sigma[i] * eps) / alpha[i]
+        # 2. D: x0 (first order: the first step, and the last, which lands on sigma = 0), else the
+        #    2M correction D = x0 + (x0 - m) / (2 r), r = h_last / h (Lu et al. 2022, Algorithm 2)
+        if m is None or i_next == 0:
+            d = x0
+        else:
+            r = (lam[i] - lam[i_last]) / (lam[i_next] - lam[i])
+            d = x0 + (x0 - m) / (2 * r)
+        # 3. x_next = (sigma_next / sigma_i) E^eta x + alpha_next (1 - E^(1+eta)) D
+        #             + sigma_next sqrt(1 - E^(2 eta)) z          (eta = 0: the ODE solver)
+        e = alpha[i] * sigma[i_next] / (sigma[i] * alpha[i_next])
+        x = sigma[i_next] / sigma[i] * e**eta * x + alpha[i_next] * (1 - e ** (1 + eta)) * d
+        if eta > 0 and i_next > 0:
+            x = x + sigma[i_next] * (1 - e ** (2 * eta)).sqrt() * _step_noise(step_noise, i, x, generator)
+        m = x0
         kept.append(x)
     return x.clip(-1, 1), torch.stack(kept)

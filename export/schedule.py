@@ -31,3 +31,13 @@ def make_schedule(config: ScheduleConfig = ScheduleConfig()) -> Schedule:
     ab_t = torch.cumsum(a_t.log(), dim=0).exp()
     ab_t[0] = 1
     return Schedule(config=config, b_t=b_t, a_t=a_t, ab_t=ab_t)
+
+
+def half_log_snr(ab_t: torch.Tensor) -> torch.Tensor:
+    """lambda_i = log(alpha_i / sigma_i) = (log ab_i - log(1 - ab_i)) / 2 per index, the time
+    variable of DPM-Solver (Lu et al. 2022), computed in float64 from the float32 alpha-bars and
+    rounded once to float32; index 0 (ab = 1, sigma = 0) is +inf. The runtime computes the same
+    table from the manifest's ab_t with the same expression (runtime/plan.py)."""
+    ab = ab_t.double()
+    lam = 0.5 * (ab.log() - (1 - ab).log())
+    return lam.float()

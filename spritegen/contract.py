@@ -116,6 +116,40 @@ def ddim_pairs(timesteps: int, n: int) -> list[tuple[int, int]]:
     return [(i, max(i - step, 0)) for i in range(timesteps, 0, -step)]
 
 
+# DPM-Solver++ (2M): the default number of network calls (docs/samplers.md has the measured table)
+DPMPP_DEFAULT_STEPS = 10
+
+
+def dpmpp_indices(timesteps: int, n: int) -> list[int]:
+    """The n + 1 step indices T = i_0 > i_1 > ... > i_n = 0 of an n-call DPM-Solver++ run,
+    evenly spaced in time: i_k = floor(T (n - k) / n), integer arithmetic, so every runtime
+    (numpy, C++, JavaScript) computes the same list. A fitted table (the manifest's "fast"
+    section) replaces this list with one optimised for the checkpoint."""
+    if not 1 <= n <= timesteps:
+        raise ValueError(f"DPM-Solver++ needs 1 <= n <= {timesteps} steps, got n={n}")
+    return [timesteps * (n - k) // n for k in range(n + 1)]
+
+
+def solver_triples(indices: list[int] | tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(i, i_next, i_last) for each step of a solver run over `indices` (strictly decreasing,
+    first T, last 0): the step from i to i_next, i_last the index of the step before (i itself
+    on the first step, which makes that step first order: there is no earlier prediction)."""
+    return [(indices[k], indices[k + 1], indices[max(k - 1, 0)]) for k in range(len(indices) - 1)]
+
+
+def check_solver_indices(indices: object, timesteps: int) -> tuple[int, ...]:
+    """`indices` as a tuple, or ValueError: integers, strictly decreasing from T to 0, at least
+    two (one network call). What a manifest's fitted table and an explicit list must be."""
+    if not isinstance(indices, (list, tuple)) or len(indices) < 2 or len(indices) > timesteps + 1:
+        raise ValueError(f"step indices must be a list of 2..{timesteps + 1} integers from T={timesteps} "
+                         "down to 0")
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
+        raise ValueError("step indices must be integers")
+    if indices[0] != timesteps or indices[-1] != 0 or any(a <= b for a, b in zip(indices, indices[1:])):
+        raise ValueError(f"step indices must fall strictly from T={timesteps} to 0")
+    return tuple(indices)
+
+
 def ddpm_keeps(i: int, timesteps: int, save_rate: int = DDPM_SAVE_RATE) -> bool:
     """Whether DDPM keeps the state after step i as an intermediate (the course's rule)."""
     return i % save_rate == 0 or i == timesteps or i < 8
@@ -196,6 +230,25 @@ GRAPHS: dict[str, GraphSpec] = {
         ),
         outputs=(_X_PREV,),
         doc="one DDIM step i -> i_prev; call for (i, i_prev) in ddim_pairs(T, n), z = step_noise[i-1]",
+    ),
+    "solver_step": GraphSpec(
+        "solver_step.onnx",
+        inputs=(
+            _X,
+            TensorSpec("m", "float32", _IMAGE, "the previous step's x0 prediction (any values on the first step)"),
+            _C, _I,
+            TensorSpec("i_next", "int64", ("1",), "index after the step (0 on the last)"),
+            TensorSpec("i_last", "int64", ("1",), "index of the previous step; = i on the first (first order)"),
+            TensorSpec("eta", "float32", ("1",), "0 = DPM-Solver++ 2M (ODE); 1 = SDE-DPM-Solver++ 2M; between: mixed"),
+            TensorSpec("z", "float32", _IMAGE, "standard normal noise; ignored when eta = 0"),
+            _W,
+        ),
+        outputs=(
+            TensorSpec("x_next", "float32", _IMAGE, "state after the step (unclipped)"),
+            TensorSpec("x0", "float32", _IMAGE, "this step's x0 prediction: the next call's m"),
+        ),
+        doc="one DPM-Solver++ (2M) step i -> i_next (eta > 0: SDE variant); call for (i, i_next, i_last) in "
+            "solver_triples(indices), m = the previous call's x0, z = step_noise[i-1]",
     ),
     "ddim_loop": GraphSpec(
         "ddim_loop.onnx",
