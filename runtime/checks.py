@@ -38,9 +38,9 @@ def check_positive(value: Any, name: str) -> int:
     return int(value)
 
 
-def check_steps(n: Any, timesteps: int) -> int:
+def check_steps(n: Any, timesteps: int, sampler: str = "DDIM") -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= timesteps:
-        raise InputError(f"DDIM steps n must be an integer in 1..{timesteps}, got {shown(n)}")
+        raise InputError(f"{sampler} steps n must be an integer in 1..{timesteps}, got {shown(n)}")
     return int(n)
 
 

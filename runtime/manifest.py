@@ -37,8 +37,8 @@ from spritegen.errors import ExportDirError, shown
 from spritegen.files import read_regular_file
 from spritegen.jsonfile import parse_json
 from spritegen.runtime import artifact, limits
-from spritegen.runtime.manifest_fields import (FieldError, checkpoint_digest, files, loop_steps, model_config, names,
-                                               schedule_arrays, schedule_config)
+from spritegen.runtime.manifest_fields import (FastSampler, FieldError, checkpoint_digest, fast_sampler, files, loop_steps,
+                                               model_config, names, schedule_arrays, schedule_config)
 
 REEXPORT = "re-export with spritegen-export"
 
@@ -65,6 +65,7 @@ class Manifest:
     sizes: dict[str, int | None]  # file name -> bytes recorded (None: an export that recorded none)
     ddim_loop_steps: int | None  # the fixed n baked into ddim_loop.onnx
     checkpoint_sha256: str | None  # the checkpoint the export was made from (None: not recorded)
+    fast: FastSampler | None = None  # the fitted few-step sampler (None: the export has none)
 
     @property
     def path(self) -> Path:
@@ -169,7 +170,7 @@ def _parse(directory: Path, data: dict[str, Any]) -> Manifest:
     return Manifest(directory=directory, model=model, class_names=names(data, model.n_cfeat),
                     schedule=_schedule(config, schedule_arrays(data, config.timesteps)), sha256=digests,
                     sizes=sizes, ddim_loop_steps=loop_steps(data, config.timesteps, has_loop),
-                    checkpoint_sha256=checkpoint_digest(data))
+                    checkpoint_sha256=checkpoint_digest(data), fast=fast_sampler(data, config.timesteps))
 
 
 def _schedule(config: ScheduleConfig, arrays: dict[str, list[float]]) -> Schedule:

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Any
 
-from spritegen.contract import ModelConfig, ScheduleConfig
+from spritegen.contract import FAST_KEY, SOLVERS, ModelConfig, ScheduleConfig, check_solver_indices
 from spritegen.errors import shown
 from spritegen.runtime import limits
 
@@ -131,6 +131,45 @@ def loop_steps(data: dict[str, Any], timesteps: int, has_loop: bool) -> int | No
     if value is None and not has_loop:
         return None
     return integer(value, "ddim_loop_steps", 1, timesteps)
+
+
+@dataclasses.dataclass(frozen=True)
+class FastSampler:
+    """The export's fitted few-step sampler (manifest "fast", written by spritegen-export; docs/samplers.md):
+    a solver, its eta, and one table of step indices (T .. 0) per fitted call count."""
+
+    solver: str
+    eta: float
+    default_n: int
+    indices: dict[int, tuple[int, ...]]  # network calls -> step indices
+
+
+def fast_sampler(data: dict[str, Any], timesteps: int) -> FastSampler | None:
+    """The "fast" section, every table checked (contract.check_solver_indices); None when absent."""
+    if data.get(FAST_KEY) is None:
+        return None
+    entry = section(data, FAST_KEY)
+    solver = entry.get("solver")
+    if solver not in SOLVERS:
+        raise FieldError(f"{FAST_KEY}.solver must be one of {', '.join(SOLVERS)}, got {_show(solver)}")
+    eta = real(entry.get("eta"), f"{FAST_KEY}.eta", 0.0, 1.0)
+    tables = section(entry, "indices", f"{FAST_KEY}.")
+    if not 1 <= len(tables) <= 64:
+        raise FieldError(f"{FAST_KEY}.indices must hold 1..64 tables, got {len(tables)}")
+    indices = {}
+    for key, value in tables.items():
+        n = int(key) if isinstance(key, str) and key.isdigit() and len(key) <= 5 else -1
+        try:
+            table = check_solver_indices(value, timesteps)
+        except ValueError as exc:
+            raise FieldError(f"{FAST_KEY}.indices[{key[:20]!r}]: {exc}") from None
+        if n != len(table) - 1:
+            raise FieldError(f"{FAST_KEY}.indices[{key[:20]!r}] must hold {key[:20]} + 1 step indices")
+        indices[n] = table
+    default_n = integer(entry.get("default_n"), f"{FAST_KEY}.default_n", 1, timesteps)
+    if default_n not in indices:
+        raise FieldError(f"{FAST_KEY}.default_n = {default_n} has no table in {FAST_KEY}.indices")
+    return FastSampler(solver=solver, eta=eta, default_n=default_n, indices=dict(sorted(indices.items())))
 
 
 def checkpoint_digest(data: dict[str, Any]) -> str | None:

@@ -33,7 +33,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNET_FILES
+from spritegen.contract import (DDIM_DEFAULT_STEPS, DPMPP_DEFAULT_STEPS, GRAPHS, UNET_FILES, check_solver_indices,
+                                dpmpp_indices)
 from spritegen.errors import ExportDirError, InputError, shown
 from spritegen.runtime import limits
 from spritegen.runtime.checks import (check_array, check_finite, check_number, check_positive, check_rate,
@@ -45,6 +46,7 @@ from spritegen.runtime.plan import Noise, Plan, ddim_plan, ddpm_plan
 from spritegen.runtime.pool import RunnerPool
 from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
 from spritegen.runtime.session import Graph, auto_spin, want_cuda
+from spritegen.runtime.solver import SolverStepRunner, SolverUnetRunner, solver_plan
 from spritegen.runtime.verify import check_files, check_io, read_graph
 
 IMPLS = ("unet", "step", "loop")
@@ -221,7 +223,72 @@ class Sampler:
                              f"intermediates (asked n={n}, eta={eta:g}, save_rate={rate}); use impl='step'")
         return n
 
+    def dpmpp(self, context: Context, *, n: int | None = None, eta: float = 0.0,
+              indices: Sequence[int] | None = None, noise: np.ndarray | None = None,
+              step_noise: np.ndarray | None = None, seed: Seed = None, save_rate: int | None = None,
+              guidance: float | None = None, impl: str | None = None, progress: Progress | None = None) -> Result:
+        """DPM-Solver++(2M) (eta = 0, deterministic) or SDE-DPM-Solver++(2M) (eta = 1; between mixes
+        the two): n network calls over contract.dpmpp_indices(T, n) (n default
+        contract.DPMPP_DEFAULT_STEPS), or over explicit step `indices` (T down to 0). Returns as
+        `ddim` does: sprites, or (sprites, intermediates) with `save_rate` (every save_rate-th
+        step's state and the last). runtime/solver.py has the math."""
+        indices = self.check_dpmpp(n=n, eta=eta, indices=indices, save_rate=save_rate, impl=impl)
+        return self._solve(context, indices, float(eta), noise, step_noise, seed, save_rate, guidance, impl, progress)
+
+    def fast(self, context: Context, *, n: int | None = None, noise: np.ndarray | None = None,
+             step_noise: np.ndarray | None = None, seed: Seed = None, save_rate: int | None = None,
+             guidance: float | None = None, impl: str | None = None, progress: Progress | None = None) -> Result:
+        """The export's few-step sampler fitted to its checkpoint (the manifest's "fast" section, written
+        by spritegen-export): its solver and eta on the step indices fitted for n network calls
+        (default: the export's recommended n). Returns as `dpmpp`."""
+        indices, eta = self.check_fast(n=n, save_rate=save_rate, impl=impl)
+        return self._solve(context, indices, eta, noise, step_noise, seed, save_rate, guidance, impl, progress)
+
+    def check_dpmpp(self, *, n: int | None = None, eta: float = 0.0, indices: Sequence[int] | None = None,
+                    save_rate: int | None = None, impl: str | None = None) -> tuple[int, ...]:
+        """The step indices `dpmpp` with these arguments runs; InputError for what it would refuse."""
+        self._solver_impl(impl)
+        check_number(eta, "eta", upper=1.0)
+        check_rate(save_rate)
+        if indices is not None:
+            if n is not None:
+                raise InputError("pass n or indices, not both")
+            if isinstance(indices, np.ndarray):
+                indices = indices.tolist()
+            try:
+                return check_solver_indices(list(indices) if isinstance(indices, tuple) else indices, self.timesteps)
+            except ValueError as exc:
+                raise InputError(f"{exc}; got {shown(indices)}") from None
+        n = min(DPMPP_DEFAULT_STEPS, self.timesteps) if n is None else n
+        return tuple(dpmpp_indices(self.timesteps, check_steps(n, self.timesteps, "DPM-Solver++")))
+
+    def check_fast(self, *, n: int | None = None, save_rate: int | None = None,
+                   impl: str | None = None) -> tuple[tuple[int, ...], float]:
+        """(step indices, eta) that `fast` with these arguments runs; ExportDirError when the export has
+        no fitted sampler, InputError for a call count it was not fitted for."""
+        self._solver_impl(impl)
+        check_rate(save_rate)
+        fast = self.manifest.fast
+        if fast is None:
+            raise ExportDirError(f"export {self.manifest.directory} has no fitted few-step sampler; re-export with "
+                                 "spritegen-export --fit, or use the dpmpp sampler")
+        n = fast.default_n if n is None else n
+        if isinstance(n, bool) or n not in fast.indices:
+            raise InputError(f"the fast sampler of this export is fitted for n in "
+                             f"{', '.join(map(str, fast.indices))} network calls, got {shown(n)}; use one of those, "
+                             "or the dpmpp sampler for any n")
+        return fast.indices[int(n)], fast.eta
+
     # ---------------------------------------------------------------- driving
+    def _solve(self, context: Context, indices: tuple[int, ...], eta: float, noise: np.ndarray | None,
+               step_noise: np.ndarray | None, seed: Seed, save_rate: int | None, guidance: float | None,
+               impl: str | None, progress: Progress | None) -> Result:
+        """A solver run over checked `indices` (dpmpp and fast)."""
+        impl, rate = self._solver_impl(impl), check_rate(save_rate)
+        plan = self._plan(("solver", indices, eta, rate), lambda: solver_plan(self.manifest.schedule, indices, eta, rate))
+        return self._sample(plan, "solver_step", impl, context, noise, step_noise, seed, guidance, eta,
+                            rate is not None, progress)
+
     def _sample(self, plan: Plan, step_graph: str, impl: str, context: Context, noise: np.ndarray | None,
                 step_noise: np.ndarray | None, seed: Seed, guidance: float | None, eta: float,
                 keep: bool, progress: Progress | None) -> Result:
@@ -307,6 +374,14 @@ class Sampler:
             plan = self._plans.setdefault(key, build())
         return plan
 
+    def _solver_impl(self, impl: str | None) -> str:
+        """The step implementation a solver call runs: "step" (solver_step.onnx) or "unet"."""
+        impl = self._call_impl(impl)
+        if impl == "loop":
+            raise InputError("impl='loop' exists for deterministic DDIM only (ddim_loop.onnx); use impl='step' or "
+                             "'unet' for the dpmpp and fast samplers")
+        return impl
+
     def _call_impl(self, impl: str | None) -> str:
         """The step implementation a call runs: `impl`, else the sampler's default."""
         impl = _check_impl(impl or self.impl)
@@ -342,6 +417,10 @@ class Sampler:
 
     def _new_runner(self, impl: str, step_graph: str, batch: int, guided: bool) -> Any:
         shape, classes = self.image_shape, self.manifest.model.n_cfeat
+        if step_graph == "solver_step":
+            if impl == "unet":
+                return SolverUnetRunner(self._graph("unet"), batch, shape, classes, guided)
+            return SolverStepRunner(self._graph("solver_step"), batch, shape, classes, guided)
         if impl == "unet":
             return UnetRunner(self._graph("unet"), batch, shape, classes, guided)
         if impl == "step":

@@ -116,6 +116,9 @@ def ddim_pairs(timesteps: int, n: int) -> list[tuple[int, int]]:
     return [(i, max(i - step, 0)) for i in range(timesteps, 0, -step)]
 
 
+# Solvers an export's fitted few-step sampler (the manifest's FAST_KEY section) may name.
+SOLVERS = ("dpmpp",)
+FAST_KEY = "fast"
 # DPM-Solver++ (2M): the default number of network calls (docs/samplers.md has the measured table)
 DPMPP_DEFAULT_STEPS = 10
 
