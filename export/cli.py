@@ -78,6 +78,12 @@ def export_command(
         0, min=0, max=SHORTCUT_SEED_MAX,
         help="Seed of init_conv's pinned 1x1 shortcut when the checkpoint lacks it (course checkpoints)."),
     loop_steps: int = typer.Option(DDIM_DEFAULT_STEPS, help="DDIM steps baked into ddim_loop.onnx."),
+    fit: bool = typer.Option(False, "--fit", help="Fit the few-step sampler (spritegen sample --sampler fast) to "
+                             "this checkpoint: step indices for 4-10 network calls, data-free (docs/samplers.md). "
+                             "The bundled demo ships its fit."),
+    fit_seconds: float = typer.Option(600.0, "--fit-seconds", min=10.0, max=86400.0,
+                                      help="Time bound of --fit after its teacher runs (the best tables so far are "
+                                           "kept)."),
     log_to_wandb: bool = typer.Option(
         False, "--log-to-wandb",
         help="Log the export as a W&B model artifact (SpriteGen-onnx); offline unless you are logged in."),
@@ -85,10 +91,10 @@ def export_command(
     version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Export SOURCE to ONNX (network, fused DDPM/DDIM steps, whole DDIM loop) and TorchScript,
+    """Export SOURCE to ONNX (network, fused DDPM/DDIM/DPM-Solver++ steps, whole DDIM loop) and TorchScript,
     validate every file against eager PyTorch, and write manifest.json."""
     try:
-        _run(source, out, config, opset, fp16, int8, shortcut_seed, loop_steps, log_to_wandb, quiet)
+        _run(source, out, config, opset, fp16, int8, shortcut_seed, loop_steps, log_to_wandb, quiet, fit, fit_seconds)
     except SpriteGenError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -98,12 +104,13 @@ def export_command(
 
 
 def _run(source: str | None, out: Path, config: Path | None, opset: int, fp16: bool, int8: bool,
-         shortcut_seed: int, loop_steps: int, log_to_wandb: bool, quiet: bool) -> None:
+         shortcut_seed: int, loop_steps: int, log_to_wandb: bool, quiet: bool, fit: bool = False,
+         fit_seconds: float = 600.0) -> None:
     from spritegen.export.exporter import export  # torch import: after --help
 
     say = (lambda message: None) if quiet else (lambda message: typer.echo(message))
     result = export(source, out, opset=opset, fp16=fp16, int8=int8, shortcut_seed=shortcut_seed,
-                    loop_steps=loop_steps, config=config, say=say)
+                    loop_steps=loop_steps, config=config, fit=fit, fit_seconds=fit_seconds, say=say)
     if quiet:
         typer.echo(str(result.directory))
     else:

@@ -18,11 +18,12 @@ from typing import Any, Callable
 import onnx
 
 from spritegen import __version__
-from spritegen.contract import (DDIM_DEFAULT_STEPS, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FORMAT,
+from spritegen.contract import (DDIM_DEFAULT_STEPS, FAST_KEY, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FORMAT,
                                 TORCHSCRIPT_FILE, GraphMeta, ScheduleConfig, ddim_pairs)
 from spritegen.errors import ExportError
 from spritegen.export.checkpoint import LoadedCheckpoint, load_checkpoint
 from spritegen.export.checks import Tolerances
+from spritegen.export.fit import fast_section, fit_indices, shipped_section
 from spritegen.export.fp16 import to_fp16
 from spritegen.export.graphs import DdimBody, DdimStep, DdpmStep, SolverStep
 from spritegen.export.int8 import CALIBRATION_STEPS, calibration_feeds, to_int8
@@ -106,11 +107,15 @@ def _check_options(opset: int, loop_steps: Any, schedule: ScheduleConfig, loaded
 def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, opset: int = DEFAULT_OPSET,
            fp16: bool = False, int8: bool = False, shortcut_seed: int = 0, loop_steps: int = DDIM_DEFAULT_STEPS,
            tolerances: Tolerances = Tolerances(), api_factory: Callable[[], Any] | None = None,
-           config: str | Path | None = None, say: Callable[[str], None] = lambda message: None) -> ExportResult:
+           config: str | Path | None = None, fit: bool = False, fit_seconds: float = 600.0,
+           say: Callable[[str], None] = lambda message: None) -> ExportResult:
     """Export `source` (anything load_checkpoint accepts; None = bundled demo) to `out`.
 
     `config` names the run config explicitly (see run_config.py for which configs are read
-    otherwise). Every failure raises a SpriteGenError and leaves `out` as it was.
+    otherwise). `fit` fits the few-step sampler's step indices to the checkpoint (export/fit.py,
+    about `fit_seconds`); without it the manifest carries the shipped fit when there is one for
+    this checkpoint (the bundled demo's), else no fitted sampler. Every failure raises a
+    SpriteGenError and leaves `out` as it was.
     """
     started = time.perf_counter()
     check_opset(opset)
@@ -129,6 +134,12 @@ def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, o
         validation = validate(staging, loaded.model, loaded.config, schedule, loop_steps, tolerances, say)
         say("validated every file against eager PyTorch")
         manifest = build_manifest(staging, loaded, schedule, validation=validation, **options)
+        if fit:
+            fits = fit_indices(staging / GRAPHS["solver_step"].file, loaded.config, schedule, seconds=fit_seconds, say=say)
+            manifest[FAST_KEY] = fast_section(fits)
+        elif (shipped := shipped_section(loaded.checkpoint_sha256, schedule)) is not None:
+            manifest[FAST_KEY] = shipped
+            say("fast sampler: the shipped fit of this checkpoint (export/demo/fast.json)")
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)
         write_manifest(staging, manifest)
     return ExportResult(directory=target, manifest=manifest, seconds=time.perf_counter() - started)

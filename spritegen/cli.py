@@ -31,8 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from spritegen import __version__, wandb_env
 from spritegen.cache import check_cached_precision, damaged, default_export
-from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
-from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, NOISE
+from spritegen import cli_samplers
+from spritegen.cli_checks import Output, check_batch, check_outputs, sampler_options, trajectory_states
+from spritegen.contract import NOISE, SAMPLERS
 from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
 from spritegen.runtime import limits
 
@@ -41,9 +42,8 @@ app = typer.Typer(help="Make SpriteGen sprites with ONNX Runtime (no torch neede
 err = Console(stderr=True)
 
 
-class SamplerName(str, Enum):
-    ddim = "ddim"
-    ddpm = "ddpm"
+SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  # contract.SAMPLERS
+SAMPLER_HELP = "; ".join(f"{spec.name}: {spec.doc}" for spec in SAMPLERS.values())
 
 
 class Impl(str, Enum):
@@ -77,9 +77,11 @@ SeedOpt = typer.Option(None, "--seed", min=0, max=(1 << NOISE.seed_bits) - 1, he
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, max=limits.MAX_GUIDANCE,
                            help="Classifier-free guidance weight (0 = off).")
 ScaleOpt = typer.Option(8, "--scale", min=1, max=limits.MAX_SCALE, help="Pixels per sprite pixel in pictures.")
-StepsOpt = typer.Option(None, "--n", help=f"DDIM steps, 1..T (default: {DDIM_DEFAULT_STEPS}; with --impl loop, the "
-                        "loop graph's own).")
-EtaOpt = typer.Option(None, "--eta", min=0.0, max=1.0, help="DDIM stochasticity (default 0 = deterministic).")
+StepsOpt = typer.Option(None, "--n", help="Network calls of ddim, dpmpp or fast, 1..T (default: the sampler's own; "
+                        "with --impl loop, the loop graph's).")
+EtaOpt = typer.Option(None, "--eta", min=0.0, max=1.0, help="Stochasticity of ddim or dpmpp (default 0 = "
+                      "deterministic).")
+SamplerOpt = typer.Option(None, "--sampler", help=f"{SAMPLER_HELP}. Default: fast when the export has it, else ddim.")
 PICTURES = ("png", "gif")
 
 
@@ -99,7 +101,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 @app.command()
 def sample(
     export_dir: Optional[Path] = ExportDir,
-    sampler: SamplerName = typer.Option(SamplerName.ddim, "--sampler", help="ddim (fast) or ddpm (T steps)."),
+    sampler: Optional[SamplerName] = SamplerOpt,
     n: Optional[int] = StepsOpt,
     eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names, or "
@@ -124,26 +126,25 @@ def sample(
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
     with _errors():
-        ddim_options(sampler.value, n=n, eta=eta)
+        if sampler is not None:
+            sampler_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
         runtime = _remote(server) if server is not None else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        chosen = sampler.value if sampler is not None else cli_samplers.default_sampler(runtime)
+        sampler_options(chosen, n=n, eta=eta)
         names = _class_list(classes, runtime.class_names)
-        rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
-        if server is not None:  # the service checks the request (and refuses --gif: final sprites only)
-            n = DDIM_DEFAULT_STEPS if n is None else n
-        else:
+        rate = cli_samplers.trajectory_rate(chosen) if gif else None
+        if server is None:  # the service checks remote requests (and refuses --gif: final sprites only)
             check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
-            if sampler is SamplerName.ddim:
-                n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
-            frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
+            steps = cli_samplers.check_run(runtime, chosen, n=n, eta=eta, rate=rate)
+            frames = 1 + trajectory_states(runtime.timesteps, steps, rate) if gif else 1
             images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
-        with _progress(f"{sampler.value}") as progress:
-            kwargs = dict(seed=seed, guidance=guidance, save_rate=rate, progress=progress)
-            result = (runtime.ddim(context, n=n, eta=eta or 0.0, **kwargs) if sampler is SamplerName.ddim
-                      else runtime.ddpm(context, **kwargs))
+        with _progress(chosen) as progress:
+            result = cli_samplers.run(runtime, chosen, context, n=n, eta=eta, seed=seed, guidance=guidance,
+                                      save_rate=rate, progress=progress)
         sprites, kept = result if rate else (result, None)
         written = [_save(out, sprites, lambda: images.grid(images.sprite_rows(sprites, names, num), scale=scale))]
         if gif:
@@ -152,7 +153,7 @@ def sample(
             written.append(images.save_gif(frames, gif))
         if npy:
             written.append(images.save_npy(sprites, npy))
-        _report(written, f"{len(context)} sprites, {sampler.value}, seed {seed}")
+        _report(written, f"{len(context)} sprites, {chosen}, seed {seed}")
 
 
 @app.command()
@@ -176,38 +177,40 @@ def compare(
     spin: Optional[bool] = SpinOpt,
     max_batch: int = MaxBatchOpt,
 ) -> None:
-    """The samplers battle: the same noise through DDPM (T steps) and DDIM (n steps), side by side."""
+    """The samplers battle: the same noise through DDPM (T steps), DDIM (n steps), DPM-Solver++ and the
+    export's fitted few-step sampler (when it has one), side by side."""
     from spritegen.runtime import images
     with _errors():
         check_outputs([Output("--out", out, PICTURES)])
         runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
         names = _class_list(classes, runtime.class_names)
         check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
-        n = runtime.check_ddim(n=n, eta=eta or 0.0)  # before the DDPM half, which takes T steps
-        images.check_grid(len(names) * num, 3, scale, runtime.image_shape[1:])
+        # (sampler, --n, --eta): --n and --eta configure DDIM, the course's half of the battle
+        battle = [("ddpm", None, None), ("ddim", n, eta), ("dpmpp", None, None)]
+        battle += [("fast", None, None)] if cli_samplers.default_sampler(runtime) == "fast" else []
+        calls = {name: cli_samplers.check_run(runtime, name, n=steps, eta=noise_eta, rate=None) or runtime.timesteps
+                 for name, steps, noise_eta in battle}  # every check before the DDPM run, which takes T steps
+        images.check_grid(len(names) * num, len(battle) + 1, scale, runtime.image_shape[1:])
         labels = [name for name in names for _ in range(num)]
         context = [None if name == "unconditional" else name for name in labels]
         seed = _seed(seed)
-        noise = runtime.noise(len(labels), seed)  # the x_T both samplers start from
-        seconds = {}
-        with _progress("ddpm") as progress:
-            start = time.perf_counter()
-            ddpm = runtime.ddpm(context, noise=noise, seed=seed, guidance=guidance, progress=progress)
-            seconds["ddpm"] = time.perf_counter() - start
-        with _progress("ddim") as progress:
-            start = time.perf_counter()
-            ddim = runtime.ddim(context, n=n, eta=eta or 0.0, noise=noise, seed=seed, guidance=guidance,
-                                progress=progress)
-            seconds["ddim"] = time.perf_counter() - start
-        header = ["input noise", f"ddpm ({runtime.timesteps} steps, {seconds['ddpm']:.2f} s)",
-                  f"ddim ({n} steps, {seconds['ddim']:.2f} s)", "class"]
-        rows = [[noise[k], ddpm[k], ddim[k], labels[k]] for k in range(len(labels))]
+        noise = runtime.noise(len(labels), seed)  # the x_T every sampler starts from
+        sprites, seconds = {}, {}
+        for name, steps, noise_eta in battle:
+            with _progress(name) as progress:
+                start = time.perf_counter()
+                sprites[name] = cli_samplers.run(runtime, name, context, n=steps, eta=noise_eta, noise=noise,
+                                                 seed=seed, guidance=guidance, progress=progress)
+                seconds[name] = time.perf_counter() - start
+        header = ["input noise", *(f"{name} ({calls[name]} calls, {seconds[name]:.2f} s)" for name in sprites), "class"]
+        rows = [[noise[k], *(result[k] for result in sprites.values()), labels[k]] for k in range(len(labels))]
         written = [_save(out, None, lambda: images.grid(rows, header=header, scale=scale, normalise_columns=(0,)))]
-        _report(written, f"ddpm {seconds['ddpm']:.2f} s, ddim {seconds['ddim']:.2f} s, seed {seed}")
+        _report(written, ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items()) + f", seed {seed}")
         if wandb_log:
-            _log_battle(project, noise, ddpm, ddim, labels, seconds,
-                        {"seed": seed, "ddim_n": n, "eta": eta or 0.0, "guidance": guidance, "impl": runtime.impl,
-                         "precision": runtime.precision, "provider": runtime.provider, "timesteps": runtime.timesteps})
+            _log_battle(project, noise, sprites, labels, seconds,
+                        {"seed": seed, "ddim_n": calls["ddim"], "eta": eta or 0.0, "guidance": guidance,
+                         "calls": calls, "impl": runtime.impl, "precision": runtime.precision,
+                         "provider": runtime.provider, "timesteps": runtime.timesteps})
 
 
 @app.command()
@@ -219,7 +222,7 @@ def mix(
     blend: Optional[list[str]] = typer.Option(None, "--blend", "-b", help="Extra row, e.g. hero=1,food=0.6 "
                                               "(repeatable)."),
     num: int = typer.Option(6, "--num", min=1, help="Columns: sprites per row, same noise down a column."),
-    sampler: SamplerName = typer.Option(SamplerName.ddim, "--sampler", help="ddim or ddpm."),
+    sampler: Optional[SamplerName] = SamplerOpt,
     n: Optional[int] = StepsOpt,
     seed: Optional[int] = SeedOpt,
     guidance: float = GuidanceOpt,
@@ -237,9 +240,12 @@ def mix(
     from spritegen.runtime import images
     from spritegen.runtime.context import describe, parse_blend
     with _errors():
-        ddim_options(sampler.value, n=n, eta=None)
+        if sampler is not None:
+            sampler_options(sampler.value, n=n, eta=None)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))])
         runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        chosen = sampler.value if sampler is not None else cli_samplers.default_sampler(runtime)
+        sampler_options(chosen, n=n, eta=None)
         names = runtime.class_names
         ramp = steps if start else 0
         check_batch((ramp + len(blend or [])) * num, runtime, f"{ramp + len(blend or [])} rows x --num {num}")
@@ -250,22 +256,19 @@ def mix(
         if not blends:
             raise InputError("nothing to mix: give --steps > 0 with --from/--to, or at least one --blend")
         rows = runtime.context(blends)  # validates names and weights before any sampling
-        if sampler is SamplerName.ddim:
-            n = runtime.check_ddim(n=n)
+        cli_samplers.check_run(runtime, chosen, n=n, eta=None, rate=None)
         images.check_grid(len(rows), num, scale, runtime.image_shape[1:])
         context = np.repeat(rows, num, axis=0)  # (R*num, K): row r holds blend r
         seed = _seed(seed)
         # One seed per sprite (docs/noise.md section 4): column k draws from seed + k, so a
         # column shares x_T and every step's noise down all blends.
         seeds = [(seed + k) % (1 << NOISE.seed_bits) for k in range(num)] * len(rows)
-        with _progress(sampler.value) as progress:
-            if sampler is SamplerName.ddim:
-                sprites = runtime.ddim(context, n=n, seed=seeds, guidance=guidance, progress=progress)
-            else:
-                sprites = runtime.ddpm(context, seed=seeds, guidance=guidance, progress=progress)
+        with _progress(chosen) as progress:
+            sprites = cli_samplers.run(runtime, chosen, context, n=n, eta=None, seed=seeds, guidance=guidance,
+                                       progress=progress)
         labels = [describe(row, names) for row in rows]
         written = [_save(out, sprites, lambda: images.grid(images.sprite_rows(sprites, labels, num), scale=scale))]
-        _report(written, f"{len(rows)} blends x {num} noises, {sampler.value}, seed {seed}")
+        _report(written, f"{len(rows)} blends x {num} noises, {chosen}, seed {seed}")
 
 
 # ------------------------------------------------------------------ helpers
@@ -362,9 +365,10 @@ def _load(directory, options: dict):
 
 
 # ------------------------------------------------------------------ W&B
-def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndarray, labels: list[str],
+def _log_battle(project: str, noise: np.ndarray, sprites: dict[str, np.ndarray], labels: list[str],
                 seconds: dict[str, float], config: dict) -> None:
-    """The seed's `samplers_battle` run: a wandb.Table input_noise, ddpm, ddim, class (+ timings)."""
+    """The seed's `samplers_battle` run: a wandb.Table input_noise, one column per sampler (ddpm, ddim,
+    ...), class, then each sampler's seconds."""
     from spritegen.runtime.images import to_pixels
     try:
         import wandb
@@ -375,10 +379,11 @@ def _log_battle(project: str, noise: np.ndarray, ddpm: np.ndarray, ddim: np.ndar
     try:
         mode = wandb_env.resolve_mode()
         with wandb.init(project=project, job_type="samplers_battle", config=config, mode=mode) as run:
-            table = wandb.Table(columns=["input_noise", "ddpm", "ddim", "class", "ddpm_seconds", "ddim_seconds"])
+            table = wandb.Table(columns=["input_noise", *sprites, "class", *(f"{name}_seconds" for name in sprites)])
             for k, label in enumerate(labels):
-                table.add_data(wandb.Image(to_pixels(noise[k], normalise=True)), wandb.Image(to_pixels(ddpm[k])),
-                               wandb.Image(to_pixels(ddim[k])), label, seconds["ddpm"], seconds["ddim"])
+                table.add_data(wandb.Image(to_pixels(noise[k], normalise=True)),
+                               *(wandb.Image(to_pixels(result[k])) for result in sprites.values()), label,
+                               *(seconds[name] for name in sprites))
             run.log({"samplers_table": table})
             run.summary.update({f"{name}_seconds": value for name, value in seconds.items()})
             where = run.url or run.dir

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from spritegen.contract import DDPM_SAVE_RATE, ddim_pairs, ddpm_keeps
+from spritegen.contract import DDPM_SAVE_RATE, SAMPLERS, ddpm_keeps
 from spritegen.errors import InputError, OutputError, first_line
 from spritegen.files import check_writable_target
 
@@ -82,13 +82,17 @@ def _probe(directory: Path, option: str) -> None:
     os.unlink(name)
 
 
-def ddim_options(sampler: str, *, n: int | None, eta: float | None) -> None:
-    """--n and --eta configure DDIM: refused with --sampler ddpm rather than silently ignored."""
-    given = [name for name, value in (("--n", n), ("--eta", eta)) if value is not None]
-    if sampler == "ddpm" and given:
-        what = f"{given[0]} is a DDIM option" if len(given) == 1 else f"{' and '.join(given)} are DDIM options"
-        raise InputError(f"{what}; DDPM always runs the schedule's T steps: drop {'it' if len(given) == 1 else 'them'} "
-                         "or use --sampler ddim")
+def sampler_options(sampler: str, *, n: int | None, eta: float | None) -> None:
+    """--n and --eta are refused, rather than silently ignored, by a sampler that does not take them
+    (contract.SAMPLERS): DDPM always runs T steps, the fast sampler has its fitted eta."""
+    spec = SAMPLERS[sampler]
+    given = [name for name, value, takes in (("--n", n, spec.takes_n), ("--eta", eta, spec.takes_eta))
+             if value is not None and not takes]
+    if given:
+        takers = [name for name, other in SAMPLERS.items() if all(
+            (other.takes_n if flag == "--n" else other.takes_eta) for flag in given)]
+        raise InputError(f"--sampler {sampler} takes no {' or '.join(given)} ({spec.doc}); drop "
+                         f"{'it' if len(given) == 1 else 'them'}, or use --sampler {' or '.join(takers)}")
 
 
 def check_batch(count: int, runtime, what: str) -> None:
@@ -98,8 +102,9 @@ def check_batch(count: int, runtime, what: str) -> None:
                          "or raise --max-batch")
 
 
-def trajectory_states(timesteps: int, n: int | None, rate: int | None) -> int:
-    """States a trajectory GIF shows after x_T: every DDIM step, or DDPM's kept ones."""
-    if n is not None:
-        return len(ddim_pairs(timesteps, n))
+def trajectory_states(timesteps: int, steps: int | None, rate: int | None) -> int:
+    """States a trajectory GIF shows after x_T: every step of a run of `steps` steps, or (steps
+    None) DDPM's kept ones."""
+    if steps is not None:
+        return steps
     return sum(ddpm_keeps(i, timesteps, rate or DDPM_SAVE_RATE) for i in range(1, timesteps + 1))

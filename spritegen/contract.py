@@ -116,6 +116,25 @@ def ddim_pairs(timesteps: int, n: int) -> list[tuple[int, int]]:
     return [(i, max(i - step, 0)) for i in range(timesteps, 0, -step)]
 
 
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One sampler every surface offers (runtime method, CLI --sampler, service requests): its name,
+    the options it takes, and what it is, for help texts."""
+
+    name: str
+    takes_n: bool  # network calls / steps (--n)
+    takes_eta: bool  # stochasticity in [0, 1] (--eta)
+    doc: str
+
+
+SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
+    SamplerSpec("ddim", True, True, "DDIM, n steps (default 25); eta > 0 adds noise"),
+    SamplerSpec("ddpm", False, False, "the course's DDPM: T steps"),
+    SamplerSpec("dpmpp", True, True, "DPM-Solver++ 2M, n network calls (default 10); eta 1: its SDE form"),
+    SamplerSpec("fast", True, False, "the export's few-step sampler fitted to its checkpoint, at its "
+                                     "recommended n (or an n it was fitted for)"),
+)}
+
 # Solvers an export's fitted few-step sampler (the manifest's FAST_KEY section) may name.
 SOLVERS = ("dpmpp",)
 FAST_KEY = "fast"
