@@ -34,7 +34,7 @@ from spritegen.cache import check_cached_precision, damaged, default_export
 from spritegen import cli_samplers
 from spritegen.cli_checks import Output, check_batch, check_outputs, sampler_options, trajectory_states
 from spritegen.contract import NOISE, SAMPLERS
-from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
+from spritegen.errors import ExportDirError, InputError, SpriteGenError, UsageError, first_line
 from spritegen.runtime import limits
 
 app = typer.Typer(help="Make SpriteGen sprites with ONNX Runtime (no torch needed).", no_args_is_help=True,
@@ -274,9 +274,12 @@ def mix(
 # ------------------------------------------------------------------ helpers
 @contextmanager
 def _errors() -> Iterator[None]:
-    """SpriteGenError -> `error: <message>` on stderr and exit 1, no traceback."""
+    """SpriteGenError -> `error: <message>` on stderr and exit 1, no traceback; a UsageError exits 2
+    with the command's usage line, as typer's own usage errors do."""
     try:
         yield
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None  # typer prints the usage line and exits 2
     except SpriteGenError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

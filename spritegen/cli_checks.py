@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from spritegen.contract import DDPM_SAVE_RATE, SAMPLERS, ddpm_keeps
-from spritegen.errors import InputError, OutputError, first_line
+from spritegen.errors import InputError, OutputError, UsageError, first_line
 from spritegen.files import check_writable_target
 
 # What each extension writes: the three formats the commands produce.
@@ -91,7 +91,7 @@ def sampler_options(sampler: str, *, n: int | None, eta: float | None) -> None:
     if given:
         takers = [name for name, other in SAMPLERS.items() if all(
             (other.takes_n if flag == "--n" else other.takes_eta) for flag in given)]
-        raise InputError(f"--sampler {sampler} takes no {' or '.join(given)} ({spec.doc}); drop "
+        raise UsageError(f"--sampler {sampler} takes no {' or '.join(given)} ({spec.doc}); drop "
                          f"{'it' if len(given) == 1 else 'them'}, or use --sampler {' or '.join(takers)}")
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from spritegen.contract import DDPM_SAVE_RATE, SAMPLERS
-from spritegen.errors import InputError
+from spritegen.contract import DDPM_SAVE_RATE, SAMPLERS, ddim_pairs
+from spritegen.errors import InputError, UsageError
 
 
 def default_sampler(runtime: Any) -> str:
@@ -24,16 +24,18 @@ def check_run(runtime: Any, sampler: str, *, n: int | None, eta: float | None, r
     """Everything the run would refuse, refused now; the steps it takes (None for DDPM, whose
     kept states follow contract.ddpm_keeps)."""
     if not hasattr(runtime, sampler):
-        raise InputError(f"--sampler {sampler} is not offered here; use one of "
+        raise UsageError(f"--sampler {sampler} is not offered here; use one of "
                          f"{', '.join(name for name in SAMPLERS if hasattr(runtime, name))}")
     if sampler == "ddim":
         n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
-        from spritegen.contract import ddim_pairs
         return len(ddim_pairs(runtime.timesteps, n))
     if sampler == "dpmpp":
         return len(runtime.check_dpmpp(n=n, eta=eta or 0.0, save_rate=rate)) - 1
     if sampler == "fast":
-        return len(runtime.check_fast(n=n, save_rate=rate)[0]) - 1
+        try:
+            return len(runtime.check_fast(n=n, save_rate=rate)[0]) - 1
+        except InputError as exc:  # an n the export was not fitted for: a usage error (exit 2)
+            raise UsageError(f"--n: {exc}") from None
     return None
 
 

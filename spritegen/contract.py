@@ -131,8 +131,8 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
     SamplerSpec("ddim", True, True, "DDIM, n steps (default 25); eta > 0 adds noise"),
     SamplerSpec("ddpm", False, False, "the course's DDPM: T steps"),
     SamplerSpec("dpmpp", True, True, "DPM-Solver++ 2M, n network calls (default 10); eta 1: its SDE form"),
-    SamplerSpec("fast", True, False, "the export's few-step sampler fitted to its checkpoint, at its "
-                                     "recommended n (or an n it was fitted for)"),
+    SamplerSpec("fast", True, False, "the export's few-step sampler fitted to its checkpoint; n: one it was "
+                                     "fitted for (default: its recommended one)"),
 )}
 
 # Solvers an export's fitted few-step sampler (the manifest's FAST_KEY section) may name.

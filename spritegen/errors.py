@@ -26,6 +26,12 @@ class InputError(SpriteGenError):
     """A sampling request (context, noise, steps, batch) is malformed."""
 
 
+class UsageError(InputError):
+    """A command-line option combination the command does not take (a sampler's option it has no
+    use for, a call count the export's fitted sampler was not fitted for): the CLIs exit 2 with
+    their usage line, as for typer's own usage errors."""
+
+
 class OutputError(SpriteGenError):
     """A result (picture, array, export) could not be written where the user asked."""
 

@@ -37,8 +37,8 @@ def _fails(result, expected: str, out_dir: Path) -> None:
 
 def test_sample_writes_grid_gif_and_arrays(export_dir: Path, tmp_path: Path) -> None:
     out, gif, npy = tmp_path / "grid.png", tmp_path / "t.gif", tmp_path / "s.npy"
-    result = _run("sample", "-e", export_dir, "--classes", "hero,food", "--num", "3", "--n", "5", "--seed", "4",
-                  "--scale", "4", "--out", out, "--gif", gif, "--npy", npy)
+    result = _run("sample", "-e", export_dir, "--sampler", "ddim", "--classes", "hero,food", "--num", "3", "--n", "5",
+                  "--seed", "4", "--scale", "4", "--out", out, "--gif", gif, "--npy", npy)
     assert result.exit_code == 0, result.output
     sprites = np.load(npy)
     assert sprites.shape == (6, 3, 16, 16) and sprites.dtype == np.float32
@@ -60,9 +60,29 @@ def test_sample_writes_grid_gif_and_arrays(export_dir: Path, tmp_path: Path) -> 
 
 def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
-        assert _run("sample", "-e", export_dir, "-c", "spell", "--num", "2", "--n", "10", "--eta", "1", "--seed", "9",
+        assert _run("sample", "-e", export_dir, "-c", "spell", "--num", "2", "--sampler", "dpmpp", "--n", "6", "--eta",
+                    "1", "--seed", "9",
                     "-o", tmp_path / f"{name}.png", "--npy", tmp_path / f"{name}.npy").exit_code == 0
     assert np.load(tmp_path / "a.npy").tobytes() == np.load(tmp_path / "b.npy").tobytes()
+
+
+def test_default_sampler_is_the_fitted_one_when_the_export_has_it(export_dir: Path, tmp_path: Path) -> None:
+    """No --sampler: the export's fitted few-step sampler (the bundled export ships one), else DDIM."""
+    from spritegen.contract import FAST_KEY, MANIFEST_FILE
+    from spritegen.runtime import Sampler
+    from tests.runtime_support import link_export
+
+    manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
+    plain = manifest.copy()
+    plain.pop(FAST_KEY)
+    for name, directory, method in (("fast", export_dir, "fast"),
+                                    ("plain", link_export(export_dir, tmp_path / "plain", plain), "ddim")):
+        npy = tmp_path / f"{name}.npy"
+        result = _run("sample", "-e", directory, "-c", "hero,food", "--num", "1", "--seed", "8", "-o", npy)
+        assert result.exit_code == 0, result.output
+        assert f"2 sprites, {method}, seed 8" in result.stdout
+        sampler = Sampler.load(directory)
+        assert np.array_equal(np.load(npy), getattr(sampler, method)(["hero", "food"], seed=8))
 
 
 def test_sample_precision_and_spin_options_reach_the_sampler(export_dir: Path, tmp_path: Path) -> None:
@@ -81,9 +101,11 @@ def test_sample_precision_and_spin_options_reach_the_sampler(export_dir: Path, t
 @pytest.mark.parametrize("args, expected", [
     (["--classes", "hero,wizard"], "unknown class 'wizard'; valid classes: hero, non-hero"),
     (["--precision", "int8", "--impl", "step"], "impl='unet' only"),
-    (["--n", "0"], "DDIM steps n must be an integer in 1..500"),
-    (["--n", "501"], "DDIM steps n must be an integer in 1..500"),
-    (["--impl", "loop", "--n", "10"], "n=25 only"),
+    (["--sampler", "ddim", "--n", "0"], "DDIM steps n must be an integer in 1..500"),
+    (["--sampler", "ddim", "--n", "501"], "DDIM steps n must be an integer in 1..500"),
+    (["--sampler", "dpmpp", "--n", "501"], "DPM-Solver++ steps n must be an integer in 1..500"),
+    (["--sampler", "ddim", "--impl", "loop", "--n", "10"], "n=25 only"),
+    (["--sampler", "dpmpp", "--impl", "loop"], "impl='loop' exists for deterministic DDIM only"),
     (["--out", "missing/dir/grid.png"], "does not exist"),
 ])
 def test_sample_bad_input(export_dir: Path, tmp_path: Path, args: list[str], expected: str,
@@ -108,6 +130,23 @@ def test_usage_errors_exit_2_with_the_usage_message(args: list[str], tmp_path: P
     assert result.exit_code == 2, result.output
     assert "Usage: " in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command, args, expected", [
+    ("sample", ["--sampler", "fast", "--n", "7"], "the fast sampler of this export is fitted for n in 4, 5, 6, 8, 10"),
+    ("sample", ["--sampler", "fast", "--eta", "1"], "--sampler fast takes no --eta"),
+    ("sample", ["--sampler", "ddpm", "--n", "5"], "--sampler ddpm takes no --n"),
+    ("mix", ["--sampler", "ddpm", "--n", "5"], "--sampler ddpm takes no --n"),
+    ("mix", ["--sampler", "fast", "--n", "3"], "fitted for n in 4, 5, 6, 8, 10 network calls, got 3"),
+])
+def test_sampler_options_it_does_not_take_exit_2_naming_what_is_allowed(export_dir: Path, tmp_path: Path,
+                                                                        command: str, args: list[str], expected: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _run(command, "-e", export_dir, "--num", "1", *args)
+    assert result.exit_code == 2, result.output
+    assert "Usage: " in result.output and expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
 
 
 def test_version_and_flag_help() -> None:
@@ -155,7 +194,6 @@ def test_outputs_and_options_are_refused_before_the_export_is_opened(tmp_path: P
     ("compare", ["--impl", "loop", "--n", "7", "--no-wandb"], "n=25 only"),
     ("mix", ["--steps", "100000"], "more than --max-batch"),
     ("mix", ["--sampler", "ddpm", "--steps", "1", "--num", "1000", "--scale", "64"], "pixels, more than the"),
-    ("mix", ["--sampler", "ddpm", "--n", "5"], "--n is a DDIM option"),
 ])
 def test_requests_are_refused_before_sampling(export_dir: Path, tmp_path: Path, command: str, args: list[str],
                                               expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +201,7 @@ def test_requests_are_refused_before_sampling(export_dir: Path, tmp_path: Path, 
     from spritegen.runtime import Sampler
 
     calls = []
-    for name in ("ddpm", "ddim"):
+    for name in ("ddpm", "ddim", "dpmpp", "fast"):
         real = getattr(Sampler, name)
         monkeypatch.setattr(Sampler, name, lambda self, *a, _real=real, _name=name, **k: calls.append(_name)
                             or _real(self, *a, **k))
@@ -207,10 +245,11 @@ def test_compare_writes_png_and_offline_wandb_table(export_dir: Path, tmp_path: 
     tables = list(tmp_path.glob("wandb/offline-run-*/files/media/table/samplers_table_*.table.json"))
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
-    assert table["columns"] == ["input_noise", "ddpm", "ddim", "class", "ddpm_seconds", "ddim_seconds"]
+    samplers = ["ddpm", "ddim", "dpmpp", "fast"]  # the bundled export ships its fitted sampler
+    assert table["columns"] == ["input_noise", *samplers, "class", *(f"{name}_seconds" for name in samplers)]
     assert len(table["data"]) == 2
-    assert [row[3] for row in table["data"]] == ["hero", "food"]
-    assert all(row[4] > 0 and row[5] > 0 for row in table["data"])
+    assert [row[5] for row in table["data"]] == ["hero", "food"]
+    assert all(all(seconds > 0 for seconds in row[6:]) for row in table["data"])
     run_log = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()  # the run's binary record log
     assert b"dlai_sprite_diffusion" in run_log and b"samplers_battle" in run_log  # project and job type
 
