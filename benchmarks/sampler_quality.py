@@ -59,6 +59,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "are rows marked skipped (default 90)")
     p.add_argument("--retrain-judge", action="store_true", help="train the judge even if a cached one exists")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="where results go")
+    p.add_argument("--render", action="store_true", help="measure nothing: write the Markdown and PNG again from "
+                   "the JSON in --out")
     return p.parse_args(argv)
 
 
@@ -205,6 +207,13 @@ def _default_export() -> Path:
     return default_export(say=log)
 
 
+def result_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """The JSON, Markdown and PNG a run writes (--quick: *-quick.*, so a smoke run never
+    overwrites a real one)."""
+    stem = "sampler_quality-quick" if args.quick else "sampler_quality"
+    return {kind: args.out / f"{stem}.{kind}" for kind in ("json", "md", "png")}
+
+
 def _check(args: argparse.Namespace) -> None:
     """Usage errors: one line, exit 2."""
     from spritegen.contract import CLASS_NAMES
@@ -220,6 +229,9 @@ def _check(args: argparse.Namespace) -> None:
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     select(args.only)
+    json_file = result_paths(args)["json"]
+    if args.render and not json_file.is_file():
+        raise ValueError(f"--render needs {json_file}; run the benchmark first")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,12 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stem = "sampler_quality-quick" if args.quick else "sampler_quality"
-    paths = {kind: args.out / f"{stem}.{kind}" for kind in ("json", "md", "png")}
+    paths = result_paths(args)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        previous = json.loads(paths["json"].read_text()) if args.only and paths["json"].is_file() else None
-        record = merge(run(args), previous)
+        previous = json.loads(paths["json"].read_text()) if (args.only or args.render) and paths["json"].is_file() \
+            else None
+        record = previous if args.render else merge(run(args), previous)
         write_text_atomic(paths["json"], json.dumps(record, indent=2) + "\n")
         text = markdown(record)
         write_text_atomic(paths["md"], text)

@@ -36,3 +36,9 @@ BATCHING_ATOL = 1e-5
 # fp16 network, a whole DDIM chain against fp32 (tests/test_parity.py measures 0.11):
 # half-precision eps errors (~3e-3 per call) compounded over the chain.
 FP16_SAMPLE_ATOL = 0.25
+
+# Sprite-FID (benchmarks/fid.py) against its closed form, relative to tr(S1) + tr(S2): float64
+# eigendecompositions, where a singular covariance's rounding-level eigenvalues (~1e-16 of
+# its scale) become ~1e-8 after the square root, summed over <= 128 dimensions. A real defect
+# (a missing factor 2, a dropped trace, the wrong product) moves it by O(1) of the traces.
+FID_RTOL = 1e-6
