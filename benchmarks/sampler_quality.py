@@ -39,6 +39,8 @@ from spritegen.training.sprites import make_sprites
 
 REPO = Path(__file__).resolve().parent.parent
 FORMAT = "spritegen-sampler-quality/1"
+DOC_MARKERS = ("<!-- sampler-quality:start (python -m benchmarks.sampler_quality; "
+               "benchmarks/results/sampler_quality.md) -->", "<!-- sampler-quality:end -->")
 QUICK_JUDGE = JudgeSettings(train_size=3_000, test_size=500, epochs=1)  # ~3 s; ~0.9 held out
 
 
@@ -59,6 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "are rows marked skipped (default 90)")
     p.add_argument("--retrain-judge", action="store_true", help="train the judge even if a cached one exists")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="where results go")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md", help="where the table is pasted "
+                   "between its markers (not by --quick)")
     p.add_argument("--render", action="store_true", help="measure nothing: write the Markdown and PNG again from "
                    "the JSON in --out")
     return p.parse_args(argv)
@@ -110,10 +114,12 @@ def latency(sampler: Sampler, points: list[Point], rounds: int, reps: int) -> di
 
 
 def conditions(sampler: Sampler) -> dict:
-    from benchmarks.run import machine
     import onnxruntime
 
-    return {"machine": machine(), "ort_threads": sampler.threads, "provider": sampler.provider,
+    from benchmarks.run import machine
+    from spritegen.runtime.session import default_threads
+
+    return {"machine": machine(), "ort_threads": sampler.threads or default_threads(), "provider": sampler.provider,
             "impl": sampler.impl, "spin": sampler.spin, "onnxruntime": onnxruntime.__version__,
             "numpy": np.__version__}
 
@@ -235,6 +241,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.doc_section import write_section
     from benchmarks.sampler_quality_report import markdown, render
     from spritegen.errors import SpriteGenError
     from spritegen.files import write_bytes_atomic, write_text_atomic
@@ -255,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         text = markdown(record)
         write_text_atomic(paths["md"], text)
         write_bytes_atomic(paths["png"], render(record))
+        if not args.quick:
+            write_section(args.doc, text, *DOC_MARKERS)
     except SpriteGenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -42,7 +42,8 @@ def markdown(record: dict) -> str:
         f"{j['held_out_accuracy']:.4f}; real vs real sprite-FID (the floor) **{floor['fid']:.1f}**, the judge's "
         f"accuracy on real sprites {floor['judge_accuracy']:.3f}. Latency: one sprite at batch 1, median (p90) "
         f"over {s['rounds']} interleaved rounds x {s['reps']}, ONNX Runtime {c['onnxruntime']} "
-        f"({c['provider']}, impl {c['impl']}, {c['ort_threads'] or 'default'} threads), {m['cpu_model']}, "
+        f"({c['provider']}, impl {c['impl']}, {c['ort_threads'] or m.get('usable_cores')} intra-op threads, spin "
+        f"{'on' if c['spin'] else 'off'}), {m['cpu_model']}, "
         f"{m.get('usable_cores', m['logical_cores'])} usable cores; load average (1 min) {load}.",
         "",
         "| point | sampler | arguments | network calls | class accuracy | sprite-FID | batch-1 ms, median (p90) "

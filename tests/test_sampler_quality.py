@@ -145,3 +145,18 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str, tmp_pa
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_render_pastes_the_table_between_the_doc_markers(quick: Path, tmp_path: Path) -> None:
+    from benchmarks.sampler_quality import DOC_MARKERS
+
+    (tmp_path / "sampler_quality.json").write_text((quick / "sampler_quality-quick.json").read_text())
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# Before\n\n{DOC_MARKERS[0]}\nold table\n{DOC_MARKERS[1]}\n\nafter\n")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sampler_quality", "--render", "--out", str(tmp_path),
+                           "--doc", str(doc)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    text = doc.read_text()
+    assert "old table" not in text and text.startswith("# Before\n") and text.endswith("\nafter\n")
+    assert "| `ddim-25` | ddim |" in text and text.count(DOC_MARKERS[0]) == 1
+    assert (tmp_path / "sampler_quality.md").read_text() in text
