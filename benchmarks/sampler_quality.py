@@ -255,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = result_paths(args)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
+        record = None if args.render else run(args)
+        # read after the run: rows another --only run wrote meanwhile are kept
         previous = json.loads(paths["json"].read_text()) if (args.only or args.render) and paths["json"].is_file() \
             else None
-        record = previous if args.render else merge(run(args), previous)
+        record = previous if record is None else merge(record, previous)
         write_text_atomic(paths["json"], json.dumps(record, indent=2) + "\n")
         text = markdown(record)
         write_text_atomic(paths["md"], text)
