@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.doc_section import write_section
 from spritegen.export.checkpoint import load_model
 from spritegen.export.exporter import export
 from tests.conftest import COURSE_RUN_CONFIG, course_state_dict, make_random_model
@@ -174,19 +175,6 @@ def render(rows: list[Row], reference: dict[str, float], parts: dict[str, float]
     ])
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Put `section` between the markers of `doc` (appended with them if absent), atomically."""
-    text = doc.read_text() if doc.is_file() else "# Parity\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    partial = doc.with_name(doc.name + ".partial")
-    partial.write_text(text)
-    partial.replace(doc)  # never a half-written doc
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "parity.md")
@@ -200,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         rows, reference = measure(exports, args.only)
     if args.suites:
         parts.update({f"pytest {k}" : v for k, v in time_suites().items()})
-    write_section(args.out, render(rows, reference, parts))
-    write_section(args.readme, "\n".join(_summary(rows)))
+    write_section(args.out, render(rows, reference, parts), START, END)
+    write_section(args.readme, "\n".join(_summary(rows)), START, END)
     failed = [r for r in rows if not r.passed]
     print(f"wrote {args.out}: {len(rows)} items, {len(failed)} beyond tolerance")
     return 1 if failed else 0

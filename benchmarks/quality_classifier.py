@@ -24,9 +24,14 @@ TRAIN_SEED, TEST_SEED = 1_000, 2_000  # the diffusion model trains on data_seed 
 
 
 class SpriteClassifier(nn.Module):
-    """(B, 3, 16, 16) in [-1, 1] -> (B, 5) logits; ~60k parameters."""
+    """(B, 3, 16, 16) in [-1, 1] -> (B, 5) logits; ~60k parameters.
 
-    def __init__(self, classes: int = len(CLASS_NAMES)) -> None:
+    hidden: None, the linear head of benchmarks.quality and benchmarks.int8; or the width
+    of a hidden layer (Linear + ReLU) before the head, whose activations are the judge's
+    feature vector (`embed`) that benchmarks.sampler_quality's sprite-FID compares.
+    """
+
+    def __init__(self, classes: int = len(CLASS_NAMES), hidden: int | None = None) -> None:
         super().__init__()
 
         def block(i: int, o: int) -> nn.Sequential:
@@ -36,10 +41,16 @@ class SpriteClassifier(nn.Module):
             block(3, 32), block(32, 32), nn.MaxPool2d(2),  # (B, 32, 8, 8)
             block(32, 64), block(64, 64), nn.MaxPool2d(2),  # (B, 64, 4, 4)
         )
-        self.head = nn.Linear(64 * 4 * 4, classes)
+        width = 64 * 4 * 4
+        self.hidden = nn.Identity() if hidden is None else nn.Sequential(nn.Linear(width, hidden), nn.ReLU())
+        self.head = nn.Linear(width if hidden is None else hidden, classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer: (B, hidden), or (B, 1024) without a hidden layer."""
+        return self.hidden(self.features(x).flatten(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
+        return self.head(self.embed(x))
 
 
 @dataclass(frozen=True)
@@ -52,11 +63,13 @@ class ClassifierReport:
 
 
 def train_classifier(train_size: int = 20_000, test_size: int = 5_000, epochs: int = 3,
-                     seed: int = 0) -> tuple[SpriteClassifier, ClassifierReport]:
-    """Train on make_sprites(train_size, seed=TRAIN_SEED); accuracy on TEST_SEED sprites."""
+                     seed: int = 0, hidden: int | None = None) -> tuple[SpriteClassifier, ClassifierReport]:
+    """Train on make_sprites(train_size, seed=TRAIN_SEED); accuracy on TEST_SEED sprites.
+    Deterministic for a given seed (weights from torch.manual_seed, batches and noise from
+    one generator) up to the CPU kernels' summation order."""
     torch.manual_seed(seed)
     x, y = (torch.from_numpy(a) for a in make_sprites(train_size, seed=TRAIN_SEED))
-    model = SpriteClassifier()
+    model = SpriteClassifier(hidden=hidden)
     steps = epochs * (train_size // 100)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
