@@ -130,8 +130,8 @@ def _fit_one(fitting: _Problem, held_out: _Problem, n: int, timesteps: int, dead
 # What `fast` runs (contract.FAST_KEY): DPM-Solver++ on the fitted tables, with this eta, at this
 # many calls by default. Chosen on the bundled model by benchmarks.sampler_quality (docs/samplers.md).
 FAST_SOLVER = "dpmpp"
-FAST_ETA = 0.0
-FAST_DEFAULT_CALLS = 8
+FAST_ETA = 1.0
+FAST_DEFAULT_CALLS = 6
 # The bundled demo checkpoint's fit, made once by `python -m spritegen.export.fit` and shipped, so
 # exporting the demo needs no fitting; used only for the checkpoint and schedule it names.
 DEMO_FIT_FILE = Path(__file__).parent / "demo" / "fast.json"
