@@ -13,8 +13,9 @@ solver_step.onnx on ONNX Runtime, so the tables are fitted to exactly what the r
 Search: coordinate descent on the integer indices, starting from the evenly spaced
 contract.dpmpp_indices; for strides 64, 32, ..., 1 each interior index is moved by +-stride
 while that lowers the loss. The loss is measured on the fitting noises; a second, held-out set
-of noises reports the fitted and the evenly spaced tables' errors, so a fit that only memorised
-its noises shows. Bounded by `seconds`: when time runs out, the best table so far is kept.
+of noises reports the fitted and the evenly spaced tables' errors, and when the fitted table is
+worse there than the evenly spaced one (it memorised its noises), the evenly spaced one is kept.
+Bounded by `seconds`: when time runs out, the best table so far is kept.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Fit:
     held_out_uniform: float  # the evenly spaced table, on the held-out noises
     evaluations: int
     complete: bool  # False: the time bound stopped the search early
+    kept_evenly_spaced: bool  # the fitted table was worse on the held-out noises (module doc)
 
 
 class _Problem:
@@ -93,8 +95,9 @@ def fit_indices(solver_step: Path, config: ModelConfig, schedule: ScheduleConfig
         deadline = started + seconds * (k + 1) / len(calls)  # an equal share of the budget per call count
         fits.append(_fit_one(fitting, held_out, n, schedule.timesteps, deadline))
         f = fits[-1]
+        kept = ", the fitted table was worse there: kept the evenly spaced one" if f.kept_evenly_spaced else ""
         say(f"  n={n}: {list(f.indices)}  held-out error {f.held_out:.2e} (evenly spaced {f.held_out_uniform:.2e}), "
-            f"{f.evaluations} evaluations{'' if f.complete else ', stopped by the time bound'}")
+            f"{f.evaluations} evaluations{'' if f.complete else ', stopped by the time bound'}{kept}")
     return fits
 
 
@@ -123,8 +126,12 @@ def _fit_one(fitting: _Problem, held_out: _Problem, n: int, timesteps: int, dead
                         break
         if not complete:
             break
-    return Fit(n=n, indices=tuple(best), loss=best_loss, held_out=held_out.loss(best),
-               held_out_uniform=held_out.loss(uniform), evaluations=evaluations, complete=complete)
+    fitted, spaced = held_out.loss(best), held_out.loss(uniform)
+    if fitted > spaced:  # it memorised its noises: keep the evenly spaced table
+        return Fit(n=n, indices=tuple(uniform), loss=fitting.loss(uniform), held_out=spaced, held_out_uniform=spaced,
+                   evaluations=evaluations, complete=complete, kept_evenly_spaced=True)
+    return Fit(n=n, indices=tuple(best), loss=best_loss, held_out=fitted, held_out_uniform=spaced,
+               evaluations=evaluations, complete=complete, kept_evenly_spaced=False)
 
 
 # What `fast` runs (contract.FAST_KEY): DPM-Solver++ on the fitted tables, with this eta, at this
@@ -147,7 +154,8 @@ def fast_section(fits: list[Fit], teacher_steps: int = TEACHER_STEPS, sprites: i
                                  f"{teacher_steps} calls from the same noise, over {sprites} noises",
                     "errors": {str(f.n): {"fitted": f.loss, "held_out": f.held_out,
                                           "held_out_evenly_spaced": f.held_out_uniform,
-                                          "evaluations": f.evaluations, "complete": f.complete} for f in fits}}}
+                                          "evaluations": f.evaluations, "complete": f.complete,
+                                          "kept_evenly_spaced": f.kept_evenly_spaced} for f in fits}}}
 
 
 def shipped_section(checkpoint_sha256: str, schedule: ScheduleConfig) -> dict[str, Any] | None:
