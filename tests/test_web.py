@@ -4,7 +4,8 @@ examples/web/serve.py serves the demo page, onnxruntime-web and three exports (g
 tampered graph, a missing graph) on a free loopback port; benchmarks/web_driver.mjs drives the system
 Chromium through playwright-core (never a downloaded browser) in one launch: the page
 draws its own grid (saved as a screenshot), then generates sprites for several seeds,
-classes, a blend, guidance, eta > 0, the loop graph and DDPM, and hands the arrays back.
+classes, a blend, guidance, eta > 0, the loop graph, DDPM, DPM-Solver++ (eta 0 and 1) and
+an export's fitted "fast" sampler, and hands the arrays back.
 They must equal `spritegen.runtime.Sampler`'s on the same export and seeds (the portable
 noise, docs/noise.md: the same seed is the same noise in both) within the tolerances below.
 Skips (with the reason) only when Chromium, node or examples/web/node_modules is absent;
@@ -29,7 +30,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.web_browser import WEB, drive, missing, serving
-from spritegen.contract import DDIM_DEFAULT_STEPS
+from spritegen.contract import DDIM_DEFAULT_STEPS, DPMPP_DEFAULT_STEPS, FAST_KEY, ddim_pairs
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
 from tests.tolerances import CROSS_RUNTIME_ATOL
@@ -54,6 +55,18 @@ CALLS = [
     ("ddim", "spell", {"seed": "42", "n": 10, "eta": 0.5}),
     ("ddim", "side-facing", {"seed": "3", "impl": "loop"}),
     ("ddpm", "food", {"seed": "9"}),
+    ("dpmpp", "hero", {"seed": "5"}),  # no n: spritegen.js's default must be contract.DPMPP_DEFAULT_STEPS
+    ("dpmpp", ["food", {"spell": 0.7, "hero": 0.3}], {"seed": ["6", str(2**64 - 1)], "n": 8, "eta": 1.0,
+                                                     "guidance": 1.5}),
+    ("dpmpp", "side-facing", {"seed": "7", "n": 5, "eta": 0.4}),
+]
+# A fitted few-step sampler as spritegen-export --fit writes it into the manifest ("fast"),
+# uneven tables so they cannot be mistaken for dpmpp_indices; only the graphs are hashed.
+FAST = {"solver": "dpmpp", "eta": 0.5, "default_n": 6,
+        "indices": {"4": [500, 310, 150, 40, 0], "6": [500, 420, 300, 180, 90, 30, 0]}}
+FAST_CALLS = [
+    ("fast", "hero", {"seed": "11"}),  # default_n
+    ("fast", ["non-hero", "food"], {"seed": ["12", "13"], "n": 4, "guidance": 2.0}),
 ]
 
 
@@ -65,24 +78,38 @@ BAD_CALLS = [
     ("hero", {"seed": "0", "n": 7, "impl": "loop"}, "SpriteGenError: impl \"loop\" runs ddim_loop.onnx"),
     ("hero", {"seed": "0", "eta": 2}, "SpriteGenError: eta must be a finite number in 0..1"),
 ]
+# (method, context, options, the start of the SpriteGenError message) on the good export (no "fast").
+BAD_SOLVER_CALLS = [
+    ("dpmpp", "hero", {"seed": "0", "eta": 1.5}, "SpriteGenError: eta must be a finite number in 0..1"),
+    ("dpmpp", "hero", {"seed": "0", "n": 0}, "SpriteGenError: DPM-Solver++ steps n must be an integer in 1..500"),
+    ("fast", "hero", {"seed": "0"}, "SpriteGenError: the export at "),
+]
+# On the export with FAST: a call count it was not fitted for names the fitted ones.
+BAD_FAST_CALLS = [
+    ("fast", "hero", {"seed": "0", "n": 5},
+     "SpriteGenError: the fast sampler of this export is fitted for n in 4, 6 network calls, got 5"),
+]
 
 
 @pytest.fixture(scope="module")
 def exports(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """good/ (export_dir itself, linked), tampered/ (one byte of ddim_step.onnx flipped),
-    missing/ (no ddim_step.onnx); the untouched files are links, never copies of 6 MB each."""
+    missing/ (no ddim_step.onnx), fast/ (the manifest with the FAST section); the untouched
+    files are links, never copies of 6 MB each."""
     root = tmp_path_factory.mktemp("web_exports")
     (root / "good").symlink_to(export_dir, target_is_directory=True)
-    for name in ("tampered", "missing"):
+    for name in ("tampered", "missing", "fast"):
         directory = root / name
         directory.mkdir()
         for path in export_dir.iterdir():
-            if path.name not in ("manifest.json", "ddim_step.onnx"):
+            if path.name not in ("manifest.json", "ddim_step.onnx") or (name == "fast" and path.name != "manifest.json"):
                 (directory / path.name).symlink_to(path)
         shutil.copy(export_dir / "manifest.json", directory / "manifest.json")
     data = bytearray((export_dir / "ddim_step.onnx").read_bytes())
     data[len(data) // 2] ^= 0x01
     (root / "tampered" / "ddim_step.onnx").write_bytes(bytes(data))
+    manifest = json.loads((root / "fast" / "manifest.json").read_text())
+    (root / "fast" / "manifest.json").write_text(json.dumps({**manifest, FAST_KEY: FAST}))
     return root
 
 
@@ -100,24 +127,54 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     shot = Path(os.environ.get("SPRITEGEN_WEB_SCREENSHOT") or tmp_path_factory.mktemp("shot") / "web-demo.png")
     calls = [{"method": m, "context": c, "options": o} for m, c, o in CALLS]
     calls += [{"method": "ddim", "context": c, "options": o, "expect_error": True} for c, o, _ in BAD_CALLS]
+    calls += [{"method": m, "context": c, "options": o, "expect_error": True} for m, c, o, _ in BAD_SOLVER_CALLS]
+    fast_calls = [{"method": m, "context": c, "options": o} for m, c, o in FAST_CALLS]
+    fast_calls += [{"method": m, "context": c, "options": o, "expect_error": True} for m, c, o, _ in BAD_FAST_CALLS]
     report = drive([
         {"url": f"{server}?export=export/good/&count=8", "screenshot": str(shot), "wait_grid": 8, "calls": calls},
         {"url": f"{server}?export=export/tampered/"},
         {"url": f"{server}?export=export/missing/"},
         {"url": f"{server}?export=export/good/&autorun=0&proxy=1", "calls": calls[:1]},
-    ], timeout_s=180)
+        {"url": f"{server}?export=export/fast/&count=2", "wait_grid": 2, "calls": fast_calls},
+    ], timeout_s=240)
     report["screenshot"] = shot
     return report
 
 
 def python_sprites(sampler: Sampler, method: str, context, options: dict) -> np.ndarray:
-    """The Python runtime's sprites for one browser call: the same seeds, nothing injected."""
+    """The Python runtime's sprites for one browser call: the same seeds, nothing injected,
+    and the Python defaults where the browser call left an option out."""
     seed = [int(s) for s in options["seed"]] if isinstance(options["seed"], list) else int(options["seed"])
     guidance = options.get("guidance")
     if method == "ddpm":
         return sampler.ddpm(context, seed=seed, guidance=guidance, impl="step")
+    if method == "dpmpp":
+        return sampler.dpmpp(context, n=options.get("n"), eta=options.get("eta", 0.0), seed=seed, guidance=guidance,
+                             impl="step")
+    if method == "fast":
+        return sampler.fast(context, n=options.get("n"), seed=seed, guidance=guidance, impl="step")
     return sampler.ddim(context, n=options.get("n", DDIM_DEFAULT_STEPS), eta=options.get("eta", 0.0), seed=seed,
                         guidance=guidance, impl=options.get("impl", "step"))
+
+
+def compare(sampler: Sampler, calls: list[tuple], results: list[dict]) -> list[str]:
+    """Assert each browser call's sprites equal the Python runtime's (module tolerances) and its
+    RGBA equals runtime/images.py's; one line per call with its error and time."""
+    lines = []
+    for (method, context, options), result in zip(calls, results):
+        js = decode(result["sprites"], "<f4").reshape(result["shape"])
+        ours = python_sprites(sampler, method, context, options)
+        assert js.shape == ours.shape
+        errors = np.abs(js - ours)
+        error, within = float(errors.max()), float((errors <= CROSS_RUNTIME_ATOL).mean())
+        lines.append(f"  {method} {context} {options}: max {error:.2e}, {within:.2%} within {CROSS_RUNTIME_ATOL:g}, "
+                     f"{result['calls']} network calls, {result['times'][0]:.0f} ms")
+        assert error <= MAX_CROSS_RUNTIME_ERROR and within >= WITHIN_SHARE, \
+            f"{method} {context} {options}: max |browser - python| = {error:.2e}, {within:.1%} within {CROSS_RUNTIME_ATOL:g}"
+        # The RGBA ImageData maps [-1, 1] to 0..255 exactly as runtime/images.py does.
+        rgba = decode(result["rgba"], "u1").reshape(js.shape[2], js.shape[3], 4)
+        assert np.array_equal(rgba[:, :, :3], to_pixels(js[0])) and (rgba[:, :, 3] == 255).all()
+    return lines
 
 
 def decode(encoded: str, dtype: str) -> np.ndarray:
@@ -129,25 +186,34 @@ def test_browser_sprites_equal_the_python_runtime(browser_run: dict, sampler: Sa
     assert page["ready"] and page["error"] is None, page["status"]
     assert page["consoleErrors"] == [], page["consoleErrors"]
     assert page["isolated"], "serve.py's COOP/COEP headers should make the page cross-origin isolated"
-    assert len(page["results"]) == len(CALLS) + len(BAD_CALLS)
-    worst, lines = 0.0, []
-    for (method, context, options), result in zip(CALLS, page["results"][:len(CALLS)]):
-        js = decode(result["sprites"], "<f4").reshape(result["shape"])
-        ours = python_sprites(sampler, method, context, options)
-        assert js.shape == ours.shape
-        errors = np.abs(js - ours)
-        error, within = float(errors.max()), float((errors <= CROSS_RUNTIME_ATOL).mean())
-        worst = max(worst, error)
-        lines.append(f"  {method} {context} {options}: max {error:.2e}, {within:.2%} within {CROSS_RUNTIME_ATOL:g}, "
-                     f"{result['times'][0]:.0f} ms")
-        assert error <= MAX_CROSS_RUNTIME_ERROR and within >= WITHIN_SHARE, \
-            f"{method} {context} {options}: max |browser - python| = {error:.2e}, {within:.1%} within {CROSS_RUNTIME_ATOL:g}"
-        # The RGBA ImageData maps [-1, 1] to 0..255 exactly as runtime/images.py does.
-        rgba = decode(result["rgba"], "u1").reshape(js.shape[2], js.shape[3], 4)
-        assert np.array_equal(rgba[:, :, :3], to_pixels(js[0])) and (rgba[:, :, 3] == 255).all()
-    print(f"\nbrowser vs Python runtime: max abs error {worst:.2e} over {len(CALLS)} calls "
-          f"(Chromium {browser_run['version']}, {page['threads']} WASM threads, page {page['seconds']:.1f} s)")
+    assert len(page["results"]) == len(CALLS) + len(BAD_CALLS) + len(BAD_SOLVER_CALLS)
+    lines = compare(sampler, CALLS, page["results"][:len(CALLS)])
+    print(f"\nbrowser vs Python runtime over {len(CALLS)} calls (Chromium {browser_run['version']}, "
+          f"{page['threads']} WASM threads, page {page['seconds']:.1f} s)")
     print("\n".join(lines))
+    assert [r["calls"] for r in page["results"][:len(CALLS)]] == \
+        [network_calls(sampler.timesteps, method, options) for method, _, options in CALLS]
+
+
+def network_calls(timesteps: int, method: str, options: dict) -> int:
+    """The network calls per sprite a call makes, by the contract's rules (DDIM's pairs, DDPM's
+    T steps, DPM-Solver++'s n, its default when the call gives none)."""
+    if method == "ddim":
+        return len(ddim_pairs(timesteps, options.get("n", DDIM_DEFAULT_STEPS)))
+    if method == "dpmpp":
+        return options.get("n", DPMPP_DEFAULT_STEPS)
+    return timesteps
+
+
+def test_fast_sampler_equals_the_python_runtime(browser_run: dict, exports: Path) -> None:
+    """The manifest's fitted tables (FAST): default n, another n with guidance and per-row seeds;
+    the demo page picks the fast sampler by default for such an export."""
+    page = browser_run["pages"][4]
+    assert page["ready"] and page["consoleErrors"] == [], (page["status"], page["consoleErrors"])
+    assert page["status"].startswith(f"2 sprites (hero, fast-{FAST['default_n']}"), page["status"]
+    lines = compare(Sampler.load(exports / "fast", provider="cpu"), FAST_CALLS, page["results"][:len(FAST_CALLS)])
+    print("\n" + "\n".join(lines))
+    assert [r["calls"] for r in page["results"][:len(FAST_CALLS)]] == [FAST["default_n"], 4]
 
 
 def test_ort_in_a_worker_gives_the_same_sprites(browser_run: dict) -> None:
@@ -158,8 +224,13 @@ def test_ort_in_a_worker_gives_the_same_sprites(browser_run: dict) -> None:
 
 def test_bad_input_is_refused_with_one_clear_error(browser_run: dict) -> None:
     answers = [r["error"] for r in browser_run["pages"][0]["results"][len(CALLS):]]
-    for (context, options, message), answer in zip(BAD_CALLS, answers):
-        assert answer is not None and answer.startswith(message), (context, options, answer)
+    expected = [(c, o, m) for c, o, m in BAD_CALLS] + [(c, o, m) for _, c, o, m in BAD_SOLVER_CALLS]
+    answers += [r["error"] for r in browser_run["pages"][4]["results"][len(FAST_CALLS):]]
+    expected += [(c, o, m) for _, c, o, m in BAD_FAST_CALLS]
+    assert len(answers) == len(expected)
+    for (context, options, message), answer in zip(expected, answers):
+        assert answer is not None and answer.startswith(message) and "\n" not in answer, (context, options, answer)
+    assert "re-export with spritegen-export --fit, or use the dpmpp sampler" in answers[len(BAD_CALLS) + 2]
 
 
 def test_page_draws_a_grid_and_a_screenshot(browser_run: dict) -> None:
