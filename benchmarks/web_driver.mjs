@@ -6,10 +6,11 @@
 //     context, options, warmup?, repeat?, expect_error? }] }] }
 // Each call answers { sprites, rgba (base64), shape, calls (network calls per sprite), times: ms
 // of each timed repeat, cpu_ms: CPU time of every Chromium process over the timed repeats
-// (Linux /proc; null elsewhere) }, or with expect_error { error: "Name: message" or null when
+// (Linux /proc; null elsewhere), load: the 1-minute load average before and after them }, or with expect_error { error: "Name: message" or null when
 // it did not fail }.
 // Seeds in options are decimal strings (exact past 2^53) and become BigInt in the page.
 import { readFileSync, readdirSync } from "node:fs";
+import { loadavg } from "node:os";
 import { createRequire } from "node:module";
 
 const require = createRequire(new URL("../examples/web/package.json", import.meta.url));
@@ -74,10 +75,10 @@ async function inPage(page, call, phase) {
 async function runCall(page, call) {
   if (call.expect_error) return inPage(page, call, "timed");
   await inPage(page, call, "warmup");
-  const cpu0 = browserCpuMs();
+  const [cpu0, load0] = [browserCpuMs(), loadavg()[0]];
   const result = await inPage(page, call, "timed");
-  const cpu1 = browserCpuMs();
-  return { ...result, cpu_ms: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
+  const [cpu1, load1] = [browserCpuMs(), loadavg()[0]];
+  return { ...result, cpu_ms: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0, load: [load0, load1] };
 }
 
 async function runPage(context, entry) {
@@ -99,6 +100,7 @@ async function runPage(context, entry) {
     statusClass: document.querySelector("#status").className,
     backend: document.querySelector("#backend").textContent,
     isolated: crossOriginIsolated, threads: window.spritegenDemo.ort?.env.wasm.numThreads ?? null,
+    defaultThreads: window.spritegenDemo.defaultThreads ?? null, cores: navigator.hardwareConcurrency,
   }));
   const results = [];
   if (state.ready) for (const call of entry.calls ?? []) results.push(await runCall(page, call));

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import http.client
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ from benchmarks.web_browser import WEB, drive, missing, serving
 from spritegen.contract import DDIM_DEFAULT_STEPS, DPMPP_DEFAULT_STEPS, FAST_KEY, ddim_pairs
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
-from tests.tolerances import CROSS_RUNTIME_ATOL
+from tests.tolerances import CROSS_RUNTIME_ATOL, SOLVER_CROSS_RUNTIME_MAX, SOLVER_CROSS_RUNTIME_SHARE
 
 MISSING = missing()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser test needs {', '.join(MISSING)}; "
@@ -44,7 +45,8 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser test needs {', '
 # that up to ~1e-4, more on rare seeds. Measured over 49 sprites: 48 within 1e-4, one
 # ("food", seed 2) at 2.1e-4 in 5 of its 768 values, where native ORT itself differs from
 # eager PyTorch by 5.9e-5. So: the issue's CROSS_RUNTIME_ATOL on >= 99% of each call's values, and
-# no value off by more than MAX_CROSS_RUNTIME_ERROR (docs/web.md).
+# no value off by more than MAX_CROSS_RUNTIME_ERROR (docs/web.md). DPM-Solver++ calls (dpmpp,
+# fast) amplify more: tests/tolerances.py's SOLVER_CROSS_RUNTIME_* say why and how much.
 WITHIN_SHARE = 0.99
 MAX_CROSS_RUNTIME_ERROR = 5e-4
 # Calls the page makes: (method, context, options). Seeds are strings: exact past 2^53.
@@ -169,7 +171,9 @@ def compare(sampler: Sampler, calls: list[tuple], results: list[dict]) -> list[s
         error, within = float(errors.max()), float((errors <= CROSS_RUNTIME_ATOL).mean())
         lines.append(f"  {method} {context} {options}: max {error:.2e}, {within:.2%} within {CROSS_RUNTIME_ATOL:g}, "
                      f"{result['calls']} network calls, {result['times'][0]:.0f} ms")
-        assert error <= MAX_CROSS_RUNTIME_ERROR and within >= WITHIN_SHARE, \
+        bound, share = ((SOLVER_CROSS_RUNTIME_MAX, SOLVER_CROSS_RUNTIME_SHARE) if method in ("dpmpp", "fast")
+                        else (MAX_CROSS_RUNTIME_ERROR, WITHIN_SHARE))
+        assert error <= bound and within >= share, \
             f"{method} {context} {options}: max |browser - python| = {error:.2e}, {within:.1%} within {CROSS_RUNTIME_ATOL:g}"
         # The RGBA ImageData maps [-1, 1] to 0..255 exactly as runtime/images.py does.
         rgba = decode(result["rgba"], "u1").reshape(js.shape[2], js.shape[3], 4)
@@ -283,6 +287,18 @@ def test_server_sends_isolation_headers_and_stays_inside_its_mounts(exports: Pat
             assert get(isolated, path)[0] == 404, path
 
 
+def test_demo_port_is_not_one_spritegen_serve_listens_on() -> None:
+    """serve.py's default port must not collide with `spritegen serve`'s defaults (issue 19):
+    a user runs both on one machine."""
+    from spritegen.serving.options import ServeOptions
+
+    spec = importlib.util.spec_from_file_location("web_serve", WEB / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    served = ServeOptions()
+    assert serve.DEFAULT_PORT not in (served.http_port, served.grpc_port, served.metrics_port)
+
+
 def test_server_refuses_a_missing_export_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(WEB / "serve.py"), "--export", str(tmp_path / "nope"), "--port", "0"],
                           capture_output=True, text=True, timeout=30, check=False)
@@ -291,15 +307,31 @@ def test_server_refuses_a_missing_export_in_one_line(tmp_path: Path) -> None:
 
 def test_benchmark_runs_every_path_once(export_dir: Path, tmp_path: Path) -> None:
     """`python -m benchmarks.web` end to end at its smallest (one round, one timed call per
-    path): both pages load (isolated with 2+ threads or 1 thread, plain with 1), the record
-    and its table are written. A smoke run: its times are not asserted."""
+    path and sampler): both pages load (isolated with 2+ threads, plain with 1), DDIM-25 and
+    dpmpp-8 run on every path with their network calls, CPU time and load average recorded,
+    the record and its table are written. A smoke run: its times are not asserted."""
     from benchmarks import web
 
     out = tmp_path / "web.json"
     assert web.main(["--export-dir", str(export_dir), "--rounds", "1", "--reps", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     figures = report["figures"]
-    assert set(figures) == set(web.PATHS) and all(f["median_ms"] > 0 for f in figures.values())
-    assert figures["browser_threads"]["isolated"] and not figures["browser_1thread"]["isolated"]
-    assert figures["browser_1thread"]["threads"] == 1
-    assert "| browser, WASM 1 thread (not isolated) | 1 |" in out.with_suffix(".md").read_text()
+    keys = [f"ddim{DDIM_DEFAULT_STEPS}", f"dpmpp{web.FEW_CALLS}"]  # the export has no "fast" section
+    assert set(figures) == {f"{path}/{key}" for path in web.PATHS for key in keys}
+    for name, figure in figures.items():
+        assert figure["median_ms"] > 0 and figure["cpu_ms_per_sprite"] is not None, name
+        assert figure["calls"] == (DDIM_DEFAULT_STEPS if "ddim" in name else web.FEW_CALLS), name
+        assert len(figure["load_1min"]) == 2 and figure["load_1min"][0] >= 0, name
+    threads, single = figures[f"browser_threads/{keys[0]}"], figures[f"browser_1thread/{keys[0]}"]
+    assert threads["isolated"] and threads["threads"] >= 2
+    assert not single["isolated"] and single["threads"] == 1
+    assert threads["page_default_threads"] >= 1 and threads["page_cores"] >= 1
+    assert f"| browser, WASM 1 thread (not isolated) | dpmpp-{web.FEW_CALLS} | {web.FEW_CALLS} | 1 |" in \
+        out.with_suffix(".md").read_text()
+
+
+def test_benchmark_refuses_an_output_directory_that_does_not_exist(tmp_path: Path, capsys) -> None:
+    from benchmarks import web
+
+    assert web.main(["--export-dir", str(tmp_path), "--out", str(tmp_path / "no" / "web.json")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

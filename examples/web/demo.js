@@ -19,7 +19,8 @@ const status = (text, error = false) => {
   $("status").textContent = text;
   $("status").className = error ? "error" : "";
 };
-window.spritegenDemo = { ready: false, error: null, gen: null, ort: null };
+// defaultThreads: what the page picks without ?threads= on this machine (benchmarks.web records it).
+window.spritegenDemo = { ready: false, error: null, gen: null, ort: null, defaultThreads: wasmThreads() };
 
 async function loadOrt() {
   const file = webgpu ? "./ort/ort.webgpu.min.mjs" : "./ort/ort.wasm.min.mjs";
