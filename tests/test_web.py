@@ -125,7 +125,8 @@ def server(exports: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One Chromium launch: the good page with CALLS and a screenshot, the two broken exports,
-    and the good export again with ORT in a web worker (ort.env.wasm.proxy)."""
+    the good export again with ORT in a web worker (ort.env.wasm.proxy), the export with a
+    fitted sampler, and the good export with 2 WASM threads (the default is 1 on 2 cores)."""
     shot = Path(os.environ.get("SPRITEGEN_WEB_SCREENSHOT") or tmp_path_factory.mktemp("shot") / "web-demo.png")
     calls = [{"method": m, "context": c, "options": o} for m, c, o in CALLS]
     calls += [{"method": "ddim", "context": c, "options": o, "expect_error": True} for c, o, _ in BAD_CALLS]
@@ -138,6 +139,7 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"url": f"{server}?export=export/missing/"},
         {"url": f"{server}?export=export/good/&autorun=0&proxy=1", "calls": calls[:1]},
         {"url": f"{server}?export=export/fast/&count=2", "wait_grid": 2, "calls": fast_calls},
+        {"url": f"{server}?export=export/good/&autorun=0&threads=2", "calls": calls[:1]},
     ], timeout_s=240)
     report["screenshot"] = shot
     return report
@@ -224,6 +226,14 @@ def test_ort_in_a_worker_gives_the_same_sprites(browser_run: dict) -> None:
     direct, proxied = browser_run["pages"][0], browser_run["pages"][3]
     assert proxied["ready"] and proxied["consoleErrors"] == [], (proxied["status"], proxied["consoleErrors"])
     assert proxied["results"][0]["sprites"] == direct["results"][0]["sprites"]  # bit for bit
+
+
+def test_two_wasm_threads_give_the_python_runtimes_sprites(browser_run: dict, sampler: Sampler) -> None:
+    """?threads=2 overrides wasmThreads(); the threaded kernels also match Python (the same tolerance)."""
+    page = browser_run["pages"][5]
+    assert page["ready"] and page["consoleErrors"] == [], (page["status"], page["consoleErrors"])
+    assert page["isolated"] and page["threads"] == 2 and "2 threads" in page["backend"], page["backend"]
+    compare(sampler, CALLS[:1], page["results"])
 
 
 def test_bad_input_is_refused_with_one_clear_error(browser_run: dict) -> None:
