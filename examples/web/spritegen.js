@@ -9,8 +9,8 @@
 // Everything model-specific comes from the export's manifest.json (spritegen/contract.py
 // writes it): class names, image dims, each graph's input/output names and dtypes, the
 // schedule length T, the loop graph's step count and the fitted few-step sampler ("fast").
-// The fused step graphs compute the
-// update from the schedule inside the graph, so this module never evaluates it. Noise
+// The fused step graphs compute the update from the schedule inside the graph, so this
+// module never evaluates it. Noise
 // comes from noise.js with the seed semantics of the Python runtime (same seed -> the
 // same float32 x_T and step noise), so a seed gives the same sprite here and in Python.
 // Lift this file and noise.js into a game as they are; ORT is passed in, not imported.
@@ -290,7 +290,7 @@ export class SpriteGen {
    * DDIM (contract.ddim_pairs) with n steps (default: the loop graph's), eta in 0..1.
    * impl "step" runs ddim_step.onnx per step; "loop" runs ddim_loop.onnx once (its own n,
    * eta 0). Returns { sprites: Float32Array, shape: [B, C, H, W], images: ImageData[], calls, ms }
-   * (calls: network evaluations per sprite; ms: the whole call, noise and queueing included).
+   * (calls: network evaluations per sprite; ms: the call, noise and clipping included, not its wait in the queue).
    * seed: one seed, or one per row (NOISE semantics); or noise: an explicit x_T.
    */
   async ddim(context, { n = this.loopSteps, eta = 0, seed = 0, noise = null, guidance = 0, impl = "step",
@@ -345,12 +345,12 @@ export class SpriteGen {
       throw new SpriteGenError(`the export at ${this.base} has no fitted few-step sampler; re-export with ` +
         "spritegen-export --fit, or use the dpmpp sampler");
     }
-    const calls = n ?? fast.defaultN;
-    if (!fast.indices.has(calls)) {
+    const count = n ?? fast.defaultN;
+    if (!fast.indices.has(count)) {
       throw new SpriteGenError(`the fast sampler of this export is fitted for n in ${[...fast.indices.keys()].join(", ")} ` +
-        `network calls, got ${String(calls).slice(0, 20)}; use one of those, or the dpmpp sampler for any n`);
+        `network calls, got ${String(count).slice(0, 20)}; use one of those, or the dpmpp sampler for any n`);
     }
-    return this.solve(context, fast.indices.get(calls), fast.eta, seed, noise, guidance, progress);
+    return this.solve(context, fast.indices.get(count), fast.eta, seed, noise, guidance, progress);
   }
 
   /** A solver_step.onnx run over checked step `indices` (T .. 0): dpmpp and fast. */
