@@ -1,7 +1,8 @@
 """The browser runtime in a real browser: examples/web in headless Chromium against Python.
 
-examples/web/serve.py serves the demo page, onnxruntime-web and three exports (good, a
-tampered graph, a missing graph) on a free loopback port; benchmarks/web_driver.mjs drives the system
+examples/web/serve.py serves the demo page, onnxruntime-web and five exports (good, a
+tampered DDIM graph, a missing one, a tampered solver graph, one with a fitted "fast"
+section) on a free loopback port; benchmarks/web_driver.mjs drives the system
 Chromium through playwright-core (never a downloaded browser) in one launch: the page
 draws its own grid (saved as a screenshot), then generates sprites for several seeds,
 classes, a blend, guidance, eta > 0, the loop graph, DDPM, DPM-Solver++ (eta 0 and 1) and
@@ -93,23 +94,29 @@ BAD_FAST_CALLS = [
 ]
 
 
+# Copies of the export the pages load: directory -> (the file it changes, how: one byte
+# flipped or the file left out); fast/ differs only in its manifest (the FAST section).
+COPIES = {"tampered": ("ddim_step.onnx", "flip"), "missing": ("ddim_step.onnx", "drop"),
+          "tampered_solver": ("solver_step.onnx", "flip"), "fast": (None, None)}
+
+
 @pytest.fixture(scope="module")
 def exports(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """good/ (export_dir itself, linked), tampered/ (one byte of ddim_step.onnx flipped),
-    missing/ (no ddim_step.onnx), fast/ (the manifest with the FAST section); the untouched
-    files are links, never copies of 6 MB each."""
+    """good/ (export_dir itself, linked) and the COPIES of it; the untouched files are links,
+    never copies of 6 MB each."""
     root = tmp_path_factory.mktemp("web_exports")
     (root / "good").symlink_to(export_dir, target_is_directory=True)
-    for name in ("tampered", "missing", "fast"):
+    for name, (changed, how) in COPIES.items():
         directory = root / name
         directory.mkdir()
         for path in export_dir.iterdir():
-            if path.name not in ("manifest.json", "ddim_step.onnx") or (name == "fast" and path.name != "manifest.json"):
+            if path.name not in ("manifest.json", changed):
                 (directory / path.name).symlink_to(path)
         shutil.copy(export_dir / "manifest.json", directory / "manifest.json")
-    data = bytearray((export_dir / "ddim_step.onnx").read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (root / "tampered" / "ddim_step.onnx").write_bytes(bytes(data))
+        if how == "flip":
+            data = bytearray((export_dir / changed).read_bytes())
+            data[len(data) // 2] ^= 0x01
+            (directory / changed).write_bytes(bytes(data))
     manifest = json.loads((root / "fast" / "manifest.json").read_text())
     (root / "fast" / "manifest.json").write_text(json.dumps({**manifest, FAST_KEY: FAST}))
     return root
@@ -126,7 +133,8 @@ def server(exports: Path) -> Iterator[str]:
 def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One Chromium launch: the good page with CALLS and a screenshot, the two broken exports,
     the good export again with ORT in a web worker (ort.env.wasm.proxy), the export with a
-    fitted sampler, and the good export with 2 WASM threads (the default is 1 on 2 cores)."""
+    fitted sampler, the good export with 2 WASM threads (the default is 1 on 2 cores), and an
+    export whose solver_step.onnx was altered (opened, and refused, on the first dpmpp call)."""
     shot = Path(os.environ.get("SPRITEGEN_WEB_SCREENSHOT") or tmp_path_factory.mktemp("shot") / "web-demo.png")
     calls = [{"method": m, "context": c, "options": o} for m, c, o in CALLS]
     calls += [{"method": "ddim", "context": c, "options": o, "expect_error": True} for c, o, _ in BAD_CALLS]
@@ -140,6 +148,8 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"url": f"{server}?export=export/good/&autorun=0&proxy=1", "calls": calls[:1]},
         {"url": f"{server}?export=export/fast/&count=2", "wait_grid": 2, "calls": fast_calls},
         {"url": f"{server}?export=export/good/&autorun=0&threads=2", "calls": calls[:1]},
+        {"url": f"{server}?export=export/tampered_solver/&autorun=0",  # the page opens ddim_step only
+         "calls": [{"method": "dpmpp", "context": "hero", "options": {"seed": "0"}, "expect_error": True}]},
     ], timeout_s=240)
     report["screenshot"] = shot
     return report
@@ -268,6 +278,14 @@ def test_a_broken_export_shows_a_clear_message(browser_run: dict, page_index: in
     assert page["statusClass"] == "error" and message in page["status"], page["status"]
     # The browser itself logs the 404 of a missing file; nothing else may reach the console.
     assert [e for e in page["consoleErrors"] if not e.startswith(allowed)] == [], page["consoleErrors"]
+
+
+def test_a_graph_opened_on_first_use_is_hash_checked_too(browser_run: dict) -> None:
+    page = browser_run["pages"][6]
+    assert page["ready"] and page["consoleErrors"] == [], (page["status"], page["consoleErrors"])
+    answer = page["results"][0]["error"]
+    assert answer is not None and answer.startswith("SpriteGenError: solver_step.onnx does not match its manifest"), \
+        answer
 
 
 def test_server_sends_isolation_headers_and_stays_inside_its_mounts(exports: Path) -> None:
