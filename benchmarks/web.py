@@ -33,7 +33,7 @@ from pathlib import Path
 from benchmarks.run import machine
 from benchmarks.timing import merge_rounds, percentile
 from benchmarks.web_browser import WEB, drive, missing, serving
-from spritegen.contract import DDIM_DEFAULT_STEPS, ddim_pairs
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, ddim_pairs
 from spritegen.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         from spritegen.cache import default_export
 
         args.export_dir = default_export()
+    solver = GRAPHS["solver_step"].file
+    if not (args.export_dir / solver).is_file():  # an export (or a cached one) from before DPM-Solver++
+        print(f"error: export {args.export_dir} has no {solver}: it predates DPM-Solver++; re-export it "
+              "(a cached export: delete that directory and it is rebuilt), or pass --export-dir", file=sys.stderr)
+        return 2
     report = run(args.export_dir, args.rounds, args.reps)
     write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     table = args.out.with_suffix(".md")

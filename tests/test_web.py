@@ -358,8 +358,13 @@ def test_benchmark_runs_every_path_once(export_dir: Path, tmp_path: Path) -> Non
         out.with_suffix(".md").read_text()
 
 
-def test_benchmark_refuses_an_output_directory_that_does_not_exist(tmp_path: Path, capsys) -> None:
+def test_benchmark_refuses_bad_arguments_in_one_line(tmp_path: Path, capsys) -> None:
+    """Before minutes of measuring: an output directory that does not exist, an export from
+    before DPM-Solver++ (the cached export of an older version, say)."""
     from benchmarks import web
 
     assert web.main(["--export-dir", str(tmp_path), "--out", str(tmp_path / "no" / "web.json")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert web.main(["--export-dir", str(tmp_path), "--out", str(tmp_path / "web.json")]) == 2  # no solver_step.onnx
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "has no solver_step.onnx" in error, error
