@@ -20,11 +20,12 @@ Bounded by `seconds`: when time runs out, the best table so far is kept.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
-from typing import Callable
-
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch

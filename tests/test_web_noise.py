@@ -1,6 +1,6 @@
 """examples/web/noise.js against the Python runtime's portable noise, bit for bit (and
-spritegen.js's pure helpers under node: the DDIM step pairs against the contract's, the
-RGBA mapping against runtime/images.py's).
+spritegen.js's pure helpers under node: the DDIM step pairs and DPM-Solver++'s step indices
+against the contract's, the RGBA mapping against runtime/images.py's).
 
 node runs noise.js through tests/web/node_driver.mjs; its float32 output must equal
 `spritegen.runtime.noise` (itself checked against a scalar transcription of docs/noise.md
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spritegen.contract import ddim_pairs
+from spritegen.contract import ddim_pairs, dpmpp_indices, solver_triples
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
 from spritegen.runtime.noise import box_muller64, draw, normals
@@ -124,6 +124,20 @@ def test_spritegen_js_ddim_pairs_are_the_contracts() -> None:
     for (T, n), pairs in zip(cases, answers):
         assert [tuple(p) for p in pairs] == ddim_pairs(T, n), (T, n)
     assert all(a.startswith("SpriteGenError: DDIM steps n must be an integer in 1..500") for a in answers[-2:])
+
+
+def test_spritegen_js_solver_steps_are_the_contracts() -> None:
+    """DPM-Solver++'s step indices and per-call triples in spritegen.js: equal to
+    contract.dpmpp_indices and contract.solver_triples for every n of the course's T, a large
+    T (integer math past float32) and a T that n does not divide; n out of range refused."""
+    cases = [(500, n) for n in range(1, 501)] + [(7, n) for n in range(1, 8)] + [(10_000, n) for n in (3, 7, 9_999)]
+    bad = [{"dpmpp_indices": [500, 0]}, {"dpmpp_indices": [500, 501]}]
+    answers = run_node([{"dpmpp_indices": [T, n]} for T, n in cases] + bad)
+    for (T, n), (indices, triples) in zip(cases, answers):
+        assert indices == dpmpp_indices(T, n), (T, n)
+        assert [tuple(t) for t in triples] == solver_triples(indices), (T, n)
+    assert all(a.startswith("SpriteGenError: DPM-Solver++ steps n must be an integer in 1..500")
+               for a in answers[-2:])
 
 
 def test_spritegen_js_pixels_are_to_pixels() -> None:

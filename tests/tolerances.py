@@ -28,6 +28,15 @@ IMPL_ATOL = 1e-4
 # the same graphs, so only kernels' summation order differs (issue bound; measured 0 for C++
 # on the same ORT build, up to ~1e-4 for onnxruntime-web's WebAssembly kernels).
 CROSS_RUNTIME_ATOL = 1e-4
+# The same for DPM-Solver++ runs (dpmpp, fast) in the browser: a few large steps amplify the
+# kernels' ~2e-6 per call more than DDIM-25 does, in rare values. Measured on the bundled
+# model over 38 browser calls (n 4-10, eta 0/0.4/1): 33 within 1e-4 everywhere, the worst
+# 97.8% of values within 1e-4 and 9.5e-4 at most; eager PyTorch against native ONNX Runtime
+# on the same seeds reaches 2.7e-4 (98.3% within 1e-4) and 4.3e-4: the trajectory, not the
+# browser. So: >= SOLVER_CROSS_RUNTIME_SHARE of a call's values within CROSS_RUNTIME_ATOL,
+# none beyond SOLVER_CROSS_RUNTIME_MAX.
+SOLVER_CROSS_RUNTIME_SHARE = 0.97
+SOLVER_CROSS_RUNTIME_MAX = 2e-3
 
 # A served sprite against the in-process batch-1 call with the same seed: only ORT's
 # batch-size-dependent rounding may differ (measured 0).

@@ -1,10 +1,13 @@
-// The demo page: controls -> SpriteGen.ddim -> a grid of pixel-sharp sprites with their times.
+// The demo page: controls -> SpriteGen's samplers -> a grid of pixel-sharp sprites with their
+// network calls and times.
 // Query parameters: export=<url of an export directory> (default "export/"),
-// count=<n> (sprites in the first grid), autorun=0 (no first grid), proxy=1, ep=webgpu (onnxruntime-web's WebGPU backend; untested here), threads=<n> (default: every
-// core, at most 4, when the page is cross-origin isolated; otherwise ORT can only use one).
+// sampler=fast|dpmpp|ddim (default: fast when the export has a fitted one, else ddim),
+// count=<n> (sprites in the first grid), autorun=0 (no first grid), proxy=1, ep=webgpu
+// (onnxruntime-web's WebGPU backend; untested here), threads=<n> (default: spritegen.js's
+// wasmThreads() when the page is cross-origin isolated; otherwise ORT can only use one).
 // window.spritegenDemo exposes the loaded generator (or the load error) for tests.
 
-import { SpriteGen } from "./spritegen.js";
+import { DPMPP_DEFAULT_STEPS, SpriteGen, wasmThreads } from "./spritegen.js";
 
 const params = new URLSearchParams(location.search);
 const exportUrl = params.get("export") ?? "export/";
@@ -16,7 +19,8 @@ const status = (text, error = false) => {
   $("status").textContent = text;
   $("status").className = error ? "error" : "";
 };
-window.spritegenDemo = { ready: false, error: null, gen: null, ort: null };
+// defaultThreads: what the page picks without ?threads= on this machine (benchmarks.web records it).
+window.spritegenDemo = { ready: false, error: null, gen: null, ort: null, defaultThreads: wasmThreads() };
 
 async function loadOrt() {
   const file = webgpu ? "./ort/ort.webgpu.min.mjs" : "./ort/ort.wasm.min.mjs";
@@ -28,8 +32,8 @@ async function loadOrt() {
       "and serve the page with examples/web/serve.py");
   }
   ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
-  // ORT's own default is half the cores; a sprite generator that runs between frames gets all.
-  const threads = Number(params.get("threads") ?? Math.min(4, navigator.hardwareConcurrency || 1));
+  // One thread up to 2 cores, half the cores (at most 4) above: see wasmThreads in spritegen.js.
+  const threads = Number(params.get("threads") ?? wasmThreads());
   ort.env.wasm.numThreads = crossOriginIsolated ? Math.max(1, threads) : 1;
   // proxy=1: ORT runs in a web worker, so the page's main thread stays free while sampling.
   if (params.get("proxy") === "1") ort.env.wasm.proxy = true;
@@ -42,6 +46,21 @@ function contextFromControls(gen) {
   const t = Number($("blend").value);
   if (t === 0 || a === b) return a;
   return { [a]: 1 - t, [b]: t };
+}
+
+// Each sampler: its step graph, its call on a SpriteGen, its label, its default and allowed network calls.
+const SAMPLERS = {
+  fast: { graph: "solver_step", call: (gen, context, o) => gen.fast(context, o), label: (n) => `fast-${n}`,
+    n: (gen) => gen.fastSampler.defaultN, allowed: (gen) => [...gen.fastSampler.indices.keys()] },
+  dpmpp: { graph: "solver_step", call: (gen, context, o) => gen.dpmpp(context, o), label: (n) => `DPM-Solver++-${n}`,
+    n: (gen) => Math.min(DPMPP_DEFAULT_STEPS, gen.timesteps), allowed: null },
+  ddim: { graph: "ddim_step", call: (gen, context, o) => gen.ddim(context, o), label: (n) => `DDIM-${n}`,
+    n: (gen) => gen.loopSteps, allowed: null },
+};
+
+/** The fitted call count nearest the slider's value (the fast sampler has tables for a few n only). */
+function nearest(values, n) {
+  return values.reduce((best, v) => (Math.abs(v - n) < Math.abs(best - n) ? v : best));
 }
 
 function drawSprite(image, label) {
@@ -67,19 +86,22 @@ async function generate(gen) {
   try {
     const context = contextFromControls(gen);
     const base = BigInt($("seed").value.trim() || "0");
+    const sampler = SAMPLERS[$("sampler").value];
     const n = Number($("steps").value);
     const guidance = Number($("guidance").value);
     const count = Number($("count").value);
-    let total = 0;
+    let total = 0, calls = 0;
     for (let k = 0; k < count; k++) {
       const seed = base + BigInt(k);
       status(`generating sprite ${k + 1} of ${count}…`);
-      const out = await gen.ddim(context, { seed, n, guidance });
+      const out = await sampler.call(gen, context, { seed, n, guidance });
       total += out.ms;
-      drawSprite(out.images[0], `seed ${seed} · ${out.ms.toFixed(0)} ms`);
+      calls = out.calls;
+      drawSprite(out.images[0], `seed ${seed} · ${out.calls} calls · ${out.ms.toFixed(0)} ms`);
     }
     const label = typeof context === "string" ? context : Object.entries(context).map(([c, w]) => `${c} ${w.toFixed(2)}`).join(" + ");
-    status(`${count} sprites (${label}, DDIM-${n}, guidance ${guidance}) in ${total.toFixed(0)} ms`);
+    status(`${count} sprites (${label}, ${sampler.label(n)}, guidance ${guidance}) in ${total.toFixed(0)} ms: ` +
+      `${calls} network calls and ${(total / count).toFixed(0)} ms per sprite`);
   } catch (error) {
     status(`error: ${error.message}`, true);
   } finally {
@@ -92,8 +114,16 @@ function bindControls(gen) {
   for (const id of ["classA", "classB"]) $(id).max = String(names.length - 1);
   $("classB").value = String(Math.min(2, names.length - 1));
   $("steps").max = String(gen.timesteps);
-  $("steps").value = String(gen.loopSteps);  // the export's default DDIM steps (its loop graph's n)
+  const fast = $("sampler").querySelector('option[value="fast"]');
+  fast.disabled = !gen.fastSampler;  // an export without "fast" (spritegen-export --fit writes it)
+  if (!gen.fastSampler) fast.textContent += ": not in this export";
+  const asked = params.get("sampler");
+  $("sampler").value = asked in SAMPLERS && !(asked === "fast" && !gen.fastSampler) ? asked
+    : gen.fastSampler ? "fast" : "ddim";
   const show = () => {
+    const allowed = SAMPLERS[$("sampler").value].allowed?.(gen);
+    if (allowed) $("steps").value = String(nearest(allowed, Number($("steps").value)));
+    $("samplerNote").textContent = allowed ? `fitted for ${allowed.join(", ")} calls` : "";
     $("classAName").textContent = names[Number($("classA").value)];
     $("classBName").textContent = names[Number($("classB").value)];
     $("blendValue").textContent = Number($("blend").value).toFixed(2);
@@ -101,12 +131,19 @@ function bindControls(gen) {
     $("guidanceValue").textContent = $("guidance").value;
     $("countValue").textContent = $("count").value;
   };
+  const pick = () => {  // a sampler's own default number of network calls
+    const sampler = SAMPLERS[$("sampler").value];
+    $("steps").value = String(sampler.n(gen));
+    show();
+    return gen.session(sampler.graph); // its graph fetched, hash-checked and opened now, not in the first sprite
+  };
+  $("sampler").addEventListener("change", () => pick().catch((error) => status(`error: ${error.message}`, true)));
   $("controls").addEventListener("input", show);
   $("controls").addEventListener("submit", (event) => {
     event.preventDefault();
     generate(gen);
   });
-  show();
+  return pick();
 }
 
 async function main() {
@@ -115,11 +152,11 @@ async function main() {
     window.spritegenDemo.ort = ort;
     status(`loading the export at ${exportUrl}…`);
     const executionProviders = webgpu ? ["webgpu", "wasm"] : ["wasm"];
-    const gen = await SpriteGen.load(exportUrl, { ort, executionProviders });
+    const gen = await SpriteGen.load(exportUrl, { ort, executionProviders, graphs: [] });  // the manifest only
     const threads = ort.env.wasm.numThreads;
     $("backend").textContent = `(${webgpu ? "WebGPU requested, WebAssembly fallback" : "WebAssembly"}, ${crossOriginIsolated ? `${threads} thread${threads === 1 ? "" : "s"}` : "1 thread: not cross-origin isolated"})`;
+    await bindControls(gen);  // opens the chosen sampler's graph
     Object.assign(window.spritegenDemo, { gen, ready: true });
-    bindControls(gen);
     if (params.has("count")) $("count").value = params.get("count");
     $("count").dispatchEvent(new Event("input", { bubbles: true }));
     $("generate").disabled = false;

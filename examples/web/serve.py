@@ -1,6 +1,6 @@
 """A small static server for the browser demo: the page, onnxruntime-web and an export.
 
-    python examples/web/serve.py --export spritegen-export          # http://127.0.0.1:8000/
+    python examples/web/serve.py --export spritegen-export          # http://127.0.0.1:8765/
     python examples/web/serve.py --export spritegen-export --no-isolation
 
 URL layout (one origin, so nothing is fetched from a CDN):
@@ -28,6 +28,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORT_DIST = HERE / "node_modules" / "onnxruntime-web" / "dist"
+# Not 8000-8002, where `spritegen serve` (Triton) listens by default: both may run at once.
+DEFAULT_PORT = 8765
 ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 
 
@@ -68,7 +70,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(export: Path | None, host: str = "127.0.0.1", port: int = 8000, isolate: bool = True,
+def make_server(export: Path | None, host: str = "127.0.0.1", port: int = DEFAULT_PORT, isolate: bool = True,
                 quiet: bool = False) -> http.server.ThreadingHTTPServer:
     """A server (not yet serving) for the layout in the module doc; port 0 picks a free one."""
     mounts = [("/ort/", ORT_DIST)] + ([("/export/", Path(export).resolve())] if export else []) + [("/", HERE)]
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--export", type=Path, help="export directory served at /export/")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free port")
     parser.add_argument("--no-isolation", action="store_true",
                         help="leave out COOP/COEP: no SharedArrayBuffer, so onnxruntime-web runs one thread")
     parser.add_argument("--quiet", action="store_true", help="no request log")

@@ -1,4 +1,4 @@
-// spritegen in the browser: DDIM and DDPM over an export directory with onnxruntime-web.
+// spritegen in the browser: DDIM, DDPM and DPM-Solver++ over an export directory with onnxruntime-web.
 //
 //   import * as ort from "./ort/ort.wasm.min.mjs";          // onnxruntime-web, your copy
 //   import { SpriteGen } from "./spritegen.js";
@@ -8,8 +8,9 @@
 //
 // Everything model-specific comes from the export's manifest.json (spritegen/contract.py
 // writes it): class names, image dims, each graph's input/output names and dtypes, the
-// schedule length T and the loop graph's step count. The fused step graphs compute the
-// update from the schedule inside the graph, so this module never evaluates it. Noise
+// schedule length T, the loop graph's step count and the fitted few-step sampler ("fast").
+// The fused step graphs compute the update from the schedule inside the graph, so this
+// module never evaluates it. Noise
 // comes from noise.js with the seed semantics of the Python runtime (same seed -> the
 // same float32 x_T and step noise), so a seed gives the same sprite here and in Python.
 // Lift this file and noise.js into a game as they are; ORT is passed in, not imported.
@@ -18,7 +19,16 @@ import { GENERATOR, batchNoise, seedKey } from "./noise.js";
 
 const MANIFEST_FILE = "manifest.json";
 const MANIFEST_FORMAT = "spritegen-export/1";
-const STEP_GRAPHS = { ddim: "ddim_step", ddpm: "ddpm_step" };
+// Each step graph, and how its outputs become the next call's state inputs.
+const STEP_GRAPHS = {
+  ddim: { graph: "ddim_step", next: (out) => ({ x: out.x_prev }) },
+  ddpm: { graph: "ddpm_step", next: (out) => ({ x: out.x_prev }) },
+  solver: { graph: "solver_step", next: (out) => ({ x: out.x_next, m: out.x0 }) }, // m: the last x0 prediction
+};
+/** contract.DPMPP_DEFAULT_STEPS: network calls of dpmpp without n (tests/test_web.py compares). */
+export const DPMPP_DEFAULT_STEPS = 10;
+const FAST_KEY = "fast"; // contract.FAST_KEY: the manifest's fitted few-step sampler
+const SOLVERS = ["dpmpp"]; // contract.SOLVERS
 
 /** Every error this module raises: one line that says what is wrong and what to do. */
 export class SpriteGenError extends Error {
@@ -26,6 +36,16 @@ export class SpriteGenError extends Error {
     super(message);
     this.name = "SpriteGenError";
   }
+}
+
+/**
+ * The WebAssembly thread count to give onnxruntime-web (ort.env.wasm.numThreads) on a machine
+ * with `cores` logical cores: one up to 2 cores, else half of them (about the physical cores),
+ * at most 4. On 2 cores two threads measured 1.8-2.5x slower than one per sprite (docs/web.md):
+ * a batch-1 call is too small to share, and the threads spin against the page's own work.
+ */
+export function wasmThreads(cores = globalThis.navigator?.hardwareConcurrency ?? 1) {
+  return cores <= 2 ? 1 : Math.min(4, Math.floor(cores / 2));
 }
 
 /** contract.ddim_pairs: (i, i_prev) for i = T, T-s, ... > 0, s = T // n, the last clamped to 0. */
@@ -37,6 +57,41 @@ export function ddimPairs(timesteps, n) {
   const pairs = [];
   for (let i = timesteps; i > 0; i -= step) pairs.push([i, Math.max(i - step, 0)]);
   return pairs;
+}
+
+/** contract.dpmpp_indices: i_k = floor(T (n - k) / n) for k = 0..n (exact: T n < 2^53). */
+export function dpmppIndices(timesteps, n) {
+  if (!Number.isInteger(n) || n < 1 || n > timesteps) {
+    throw new SpriteGenError(`DPM-Solver++ steps n must be an integer in 1..${timesteps}, got ${n}`);
+  }
+  return Array.from({ length: n + 1 }, (_, k) => Math.floor((timesteps * (n - k)) / n));
+}
+
+/** contract.solver_triples: (i, i_next, i_last) per step; i_last = i on the first (first order). */
+export function solverTriples(indices) {
+  return indices.slice(0, -1).map((i, k) => [i, indices[k + 1], indices[Math.max(k - 1, 0)]]);
+}
+
+/** The manifest's "fast" section checked as runtime/manifest_fields.fast_sampler checks it, or null. */
+function fastSampler(manifest, url) {
+  const entry = manifest[FAST_KEY];
+  if (entry === undefined || entry === null) return null;
+  const bad = (what) => new SpriteGenError(`${url}: ${FAST_KEY}.${what}; re-export with spritegen-export --fit`);
+  if (!SOLVERS.includes(entry.solver)) throw bad(`solver must be one of ${SOLVERS.join(", ")}`);
+  if (typeof entry.eta !== "number" || !(entry.eta >= 0 && entry.eta <= 1)) throw bad("eta must be a number in 0..1");
+  const T = manifest.schedule.timesteps;
+  const indices = new Map();
+  const tables = Object.entries(entry.indices ?? {});
+  if (tables.length < 1 || tables.length > 64) throw bad("indices must hold 1..64 tables");
+  for (const [key, table] of tables) {
+    const n = /^\d{1,5}$/.test(key) ? Number(key) : -1;
+    const ok = Array.isArray(table) && table.length === n + 1 && n >= 1 && table[0] === T && table[n] === 0 &&
+      table.every((i, k) => Number.isInteger(i) && (k === 0 || i < table[k - 1]));
+    if (!ok) throw bad(`indices["${key.slice(0, 20)}"] must hold ${key.slice(0, 20)} + 1 integers falling from ${T} to 0`);
+    indices.set(n, table);
+  }
+  if (!indices.has(entry.default_n)) throw bad(`default_n = ${entry.default_n} has no table in ${FAST_KEY}.indices`);
+  return { solver: entry.solver, eta: entry.eta, defaultN: entry.default_n, indices };
 }
 
 async function sha256Hex(bytes) {
@@ -186,6 +241,8 @@ export class SpriteGen {
     this.imageShape = [C, H, W];
     this.timesteps = manifest.schedule.timesteps;
     this.loopSteps = manifest.ddim_loop_steps ?? null;
+    // The fitted few-step sampler: { solver, eta, defaultN, indices: Map(n -> [T, ..., 0]) }, or null.
+    this.fastSampler = fastSampler(manifest, new URL(MANIFEST_FILE, base).href);
     this.sessions = new Map(); // graph name -> Promise<{ session, spec }>
     this.queue = Promise.resolve(); // sampling calls run one at a time (one WASM instance)
   }
@@ -232,7 +289,8 @@ export class SpriteGen {
   /**
    * DDIM (contract.ddim_pairs) with n steps (default: the loop graph's), eta in 0..1.
    * impl "step" runs ddim_step.onnx per step; "loop" runs ddim_loop.onnx once (its own n,
-   * eta 0). Returns { sprites: Float32Array, shape: [B, C, H, W], images: ImageData[], ms }.
+   * eta 0). Returns { sprites: Float32Array, shape: [B, C, H, W], images: ImageData[], calls, ms }
+   * (calls: network evaluations per sprite; ms: the call, noise and clipping included, not its wait in the queue).
    * seed: one seed, or one per row (NOISE semantics); or noise: an explicit x_T.
    */
   async ddim(context, { n = this.loopSteps, eta = 0, seed = 0, noise = null, guidance = 0, impl = "step",
@@ -244,7 +302,7 @@ export class SpriteGen {
         throw new SpriteGenError(`impl "loop" runs ddim_loop.onnx: deterministic DDIM with n=${this.loopSteps} only ` +
           `(asked n=${n}, eta=${eta}); use impl "step"`);
       }
-      return this.run(context, seed, noise, guidance, async (x, feeds, sizes) => {
+      return this.run(context, seed, noise, guidance, pairs.length, async (x, feeds, sizes) => {
         const { sample } = await this.call("ddim_loop", { x, ...feeds }, sizes);
         progress?.(1, 1);
         return sample;
@@ -252,16 +310,56 @@ export class SpriteGen {
     }
     if (impl !== "step") throw new SpriteGenError(`unknown impl "${impl}"; choose "step" or "loop"`);
     const plan = pairs.map(([i, iPrev]) => ({ i, extra: { i_prev: iPrev, eta: Math.fround(eta) }, noisy: eta > 0 }));
-    return this.run(context, seed, noise, guidance, (x, feeds, sizes, draw) =>
-      this.steps(STEP_GRAPHS.ddim, x, feeds, sizes, plan, draw, progress));
+    return this.run(context, seed, noise, guidance, plan.length, (x, feeds, sizes, draw) =>
+      this.steps(STEP_GRAPHS.ddim, { x }, feeds, sizes, plan, draw, progress));
   }
 
   /** The course's DDPM, T steps (noise on each step but the last). Same result shape as ddim. */
   async ddpm(context, { seed = 0, noise = null, guidance = 0, progress = null } = {}) {
     const plan = [];
     for (let i = this.timesteps; i >= 1; i--) plan.push({ i, extra: {}, noisy: i > 1 });
-    return this.run(context, seed, noise, guidance, (x, feeds, sizes, draw) =>
-      this.steps(STEP_GRAPHS.ddpm, x, feeds, sizes, plan, draw, progress));
+    return this.run(context, seed, noise, guidance, plan.length, (x, feeds, sizes, draw) =>
+      this.steps(STEP_GRAPHS.ddpm, { x }, feeds, sizes, plan, draw, progress));
+  }
+
+  /**
+   * DPM-Solver++ (2M) with n network calls over contract.dpmpp_indices(T, n) (n default
+   * DPMPP_DEFAULT_STEPS); eta 0 is the deterministic ODE solver, 1 its SDE form (noise stream i
+   * on each step i -> i_next > 0), between mixes them. Runs solver_step.onnx (opened on first
+   * use). Same result shape as ddim; the same seed gives Python's Sampler.dpmpp sprite.
+   */
+  async dpmpp(context, { n = Math.min(DPMPP_DEFAULT_STEPS, this.timesteps), eta = 0, seed = 0, noise = null,
+    guidance = 0, progress = null } = {}) {
+    checkNumber(eta, "eta", 1);
+    return this.solve(context, dpmppIndices(this.timesteps, n), eta, seed, noise, guidance, progress);
+  }
+
+  /**
+   * The export's few-step sampler fitted to its checkpoint (manifest "fast", written by
+   * spritegen-export --fit): its solver and eta over the step indices fitted for n network
+   * calls (default: the export's recommended n). Python's Sampler.fast, seed for seed.
+   */
+  async fast(context, { n = undefined, seed = 0, noise = null, guidance = 0, progress = null } = {}) {
+    const fast = this.fastSampler;
+    if (!fast) {
+      throw new SpriteGenError(`the export at ${this.base} has no fitted few-step sampler; re-export with ` +
+        "spritegen-export --fit, or use the dpmpp sampler");
+    }
+    const count = n ?? fast.defaultN;
+    if (!fast.indices.has(count)) {
+      throw new SpriteGenError(`the fast sampler of this export is fitted for n in ${[...fast.indices.keys()].join(", ")} ` +
+        `network calls, got ${String(count).slice(0, 20)}; use one of those, or the dpmpp sampler for any n`);
+    }
+    return this.solve(context, fast.indices.get(count), fast.eta, seed, noise, guidance, progress);
+  }
+
+  /** A solver_step.onnx run over checked step `indices` (T .. 0): dpmpp and fast. */
+  solve(context, indices, eta, seed, noise, guidance, progress) {
+    const eta32 = Math.fround(eta);
+    const plan = solverTriples(indices).map(([i, iNext, iLast]) =>
+      ({ i, extra: { i_next: iNext, i_last: iLast, eta: eta32 }, noisy: eta > 0 && iNext > 0 }));
+    return this.run(context, seed, noise, guidance, plan.length, (x, feeds, sizes, draw) =>
+      this.steps(STEP_GRAPHS.solver, { x, m: new Float32Array(x.length) }, feeds, sizes, plan, draw, progress));
   }
 
   // ---------------------------------------------------------------- driving
@@ -272,7 +370,7 @@ export class SpriteGen {
     return result;
   }
 
-  async sample(context, seed, noise, guidance, body) {
+  async sample(context, seed, noise, guidance, calls, body) {
     const started = performance.now();
     const [C, H, W] = this.imageShape;
     const perRow = C * H * W;
@@ -297,18 +395,21 @@ export class SpriteGen {
     const out = await body(x, { c, w: Math.fround(w) }, sizes, draw);
     const sprites = Float32Array.from(out, (v) => Math.min(Math.max(v, -1), 1));
     const shape = [B, C, H, W];
-    return { sprites, shape, images: toImageData(sprites, shape), ms: performance.now() - started };
+    return { sprites, shape, images: toImageData(sprites, shape), calls, ms: performance.now() - started };
   }
 
-  /** The step graph once per planned step i (-> i_prev): x_T in, the unclipped final state out. */
-  async steps(graph, x, feeds, sizes, plan, draw, progress) {
-    const zeros = new Float32Array(x.length);
+  /**
+   * The step graph once per planned step from index i: `state` (x_T, and the solver's m) in,
+   * the unclipped final x out; each call's outputs become the next call's state (STEP_GRAPHS).
+   */
+  async steps({ graph, next }, state, feeds, sizes, plan, draw, progress) {
+    const zeros = new Float32Array(state.x.length);
     for (const [done, { i, extra, noisy }] of plan.entries()) {
       const z = noisy ? draw(i) : zeros; // stream i = the noise of the step starting at index i
-      x = (await this.call(graph, { x, i, z, ...feeds, ...extra }, sizes)).x_prev;
+      state = next(await this.call(graph, { ...state, i, z, ...feeds, ...extra }, sizes));
       progress?.(done + 1, plan.length);
     }
-    return x;
+    return state.x;
   }
 
   /**

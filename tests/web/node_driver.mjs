@@ -5,11 +5,12 @@
 //   {pairs: [[a, b], ...]} -> float64 r cos, r sin per pair (before rounding), base64
 //   {bad: seed} -> "accepted" or the error's "Name: message"
 //   {ddim_pairs: [T, n]} -> spritegen.js's ddimPairs(T, n), or the error's "Name: message"
+//   {dpmpp_indices: [T, n]} -> [dpmppIndices(T, n), solverTriples of those], or the error's "Name: message"
 //   {to_image: base64 float32, shape: [B, C, H, W]} -> toImageData's RGBA bytes, base64
 // Used by tests/test_web_noise.py.
 import { readFileSync } from "node:fs";
 import { normals, philox4x32, batchNoise, boxMullerFloat64 } from "../../examples/web/noise.js";
-import { ddimPairs, toImageData } from "../../examples/web/spritegen.js";
+import { ddimPairs, dpmppIndices, solverTriples, toImageData } from "../../examples/web/spritegen.js";
 
 const cases = JSON.parse(readFileSync(0, "utf8"));
 const b64 = (floats) => Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).toString("base64");
@@ -31,6 +32,12 @@ const results = cases.map((c) => {
   }
   if (c.ddim_pairs) {
     try { return ddimPairs(...c.ddim_pairs); } catch (e) { return `${e.name}: ${e.message}`; }
+  }
+  if (c.dpmpp_indices) {
+    try {
+      const indices = dpmppIndices(...c.dpmpp_indices);
+      return [indices, solverTriples(indices)];
+    } catch (e) { return `${e.name}: ${e.message}`; }
   }
   if (c.bad !== undefined) {
     try { normals(c.bad, 0, 4); return "accepted"; } catch (e) { return `${e.name}: ${e.message}`; }
