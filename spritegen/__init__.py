@@ -5,4 +5,4 @@ schedule hyperparameters, export file names and IO contract); `spritegen.export`
 needs torch, `spritegen.runtime` needs only numpy and onnxruntime.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

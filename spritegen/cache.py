@@ -1,8 +1,8 @@
 """The cached export of the bundled demo checkpoint that `spritegen` uses without --export-dir.
 
 The cache lives in $SPRITEGEN_CACHE_DIR, else the platform's user cache, under
-exports/<key>. The key names the checkpoint (sha256) and the spritegen version that
-made the export, so an upgrade whose graphs or manifest differ never reuses an export
+exports/<key>. The key names the checkpoint and its shipped fit (sha256) and the spritegen
+version that made the export, so an upgrade whose graphs or manifest differ never reuses an export
 written by another version, and a new bundled model never reuses the old one's.
 Creating it needs torch once (spritegen.export); a damaged cached export is rebuilt
 the same way (`rebuild=True`), or, without torch, the error says what to delete.
@@ -50,8 +50,10 @@ def bundled_checkpoint() -> Path:
 
 
 def cache_key(checkpoint: Path) -> str:
-    """exports/<key>: the checkpoint's sha256 (16 hex) and the spritegen version that exports it."""
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
+    """exports/<key>: the sha256 (16 hex) of the checkpoint and of its shipped few-step fit (fast.json
+    beside it, which the export's manifest carries), and the spritegen version that exports it."""
+    fit = checkpoint.parent / "fast.json"
+    digest = hashlib.sha256(checkpoint.read_bytes() + (fit.read_bytes() if fit.is_file() else b"")).hexdigest()[:16]
     return f"{digest}-v{re.sub(r'[^0-9A-Za-z.]+', '_', __version__)}"
 
 
