@@ -12,14 +12,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
+#include <filesystem>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "contract_limits.hpp"
+#include "file_io.hpp"
 #include "image_io.hpp"
 #include "noise.hpp"
 #include "npy.hpp"
@@ -33,6 +34,7 @@ using spritegen::Tensor;
 
 const char kUsage[] = R"(usage: spritegen_cpp --export-dir D [options]
        spritegen_cpp noise --seed S[,S...] --stream I[,I...] --count N --out FILE.npy
+       spritegen_cpp limits
 
 Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C API).
 
@@ -43,7 +45,7 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
   --sampler ddim|ddpm   default ddim
   --n N                 DDIM steps, 1..T (default: the export's, its manifest's ddim_loop_steps)
   --eta E               DDIM stochasticity in 0..1 (default 0: deterministic)
-  --guidance W          classifier-free guidance weight, >= 0 (default 0: off)
+  --guidance W          classifier-free guidance weight, 0..100 (default 0: off)
   --graph auto|loop|step  DDIM graph: ddim_loop.onnx when n and eta allow (auto), or per step
   --num N               sprites when noise is drawn (default: number of --class names, or 1)
   --seed S[,S...]       seed in [0, 2^64) of the portable noise (docs/noise.md; default 0);
@@ -62,6 +64,7 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
   --help                this text
 
 noise: writes float32 [streams, seeds, count]: normals(seed, stream, count) of spritegen-normal.
+limits: prints the bounds this program checks (from the Python package's runtime/limits.py) as JSON.
 )";
 
 struct Args {
@@ -111,9 +114,11 @@ Status to_count(const std::string& flag, const std::string& text, uint64_t max, 
   return {};
 }
 
-// The most ORT threads: 4 per core, as the Python runtime's limits.THREADS_PER_CORE (more
-// only adds contention; ~100000 crashed ONNX Runtime).
-uint64_t max_threads() { return 4 * uint64_t{std::max(1u, std::thread::hardware_concurrency())}; }
+// The most ORT threads: limits.THREADS_PER_CORE per core, as the Python runtime (more only
+// adds contention; ~100000 crashed ONNX Runtime).
+uint64_t max_threads() {
+  return spritegen::limits::kThreadsPerCore * uint64_t{std::max(1u, std::thread::hardware_concurrency())};
+}
 
 Status to_float(const std::string& flag, const std::string& text, float* out) {
   char* end = nullptr;
@@ -156,14 +161,14 @@ Status parse_value(Args& a, const std::string& flag, const std::string& v) {
   }
   else if (flag == "--eta") return to_float(flag, v, &a.eta);
   else if (flag == "--guidance") return to_float(flag, v, &a.guidance);
-  else if (flag == "--num") return to_count(flag, v, 4096, &a.num);
+  else if (flag == "--num") return to_count(flag, v, spritegen::limits::kMaxBatch, &a.num);
   else if (flag == "--seed") return to_seeds(flag, v, &a.seeds);
   else if (flag == "--noise") a.noise = v;
   else if (flag == "--step-noise") a.step_noise = v;
   else if (flag == "--out") a.out = v;
   else if (flag == "--out-npy") a.out_npy = v;
   else if (flag == "--out-rgba") a.out_rgba = v;
-  else if (flag == "--scale") return to_count(flag, v, 64, &a.scale);
+  else if (flag == "--scale") return to_count(flag, v, spritegen::limits::kMaxScale, &a.scale);
   else if (flag == "--threads") return to_count(flag, v, max_threads(), &a.threads);
   else if (flag == "--repeat") return to_int(flag, v, &a.repeat);
   else return invalid("unknown option '" + flag + "' (see --help)");
@@ -188,6 +193,24 @@ bool ends_with(const std::string& s, const std::string& end) {
   return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
 }
 
+// --out, --out-npy and --out-rgba on one file would overwrite each other: refused.
+Status distinct_outputs(const Args& a) {
+  const std::pair<const char*, std::string> outs[] = {{"--out", a.out}, {"--out-npy", a.out_npy},
+                                                      {"--out-rgba", a.out_rgba}};
+  const auto canonical = [](const std::string& path) {
+    std::error_code ec;
+    const std::filesystem::path full = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec);
+    return ec ? path : full.string();
+  };
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t j = i + 1; j < 3; ++j)
+      if (!outs[i].second.empty() && !outs[j].second.empty() &&
+          canonical(outs[i].second) == canonical(outs[j].second))
+        return invalid(std::string(outs[i].first) + " and " + outs[j].first + " name the same file '" +
+                       outs[j].second + "'; give each output its own path");
+  return {};
+}
+
 Status validate(const Args& a) {
   const std::vector<std::pair<bool, std::string>> rules = {
       {!a.export_dir.empty(), "--export-dir is required (a spritegen-export directory)"},
@@ -202,33 +225,51 @@ Status validate(const Args& a) {
       {a.seeds.empty() || a.noise.empty(), "give either --seed or --noise, not both"},
       {a.step_noise.empty() || !a.noise.empty(), "--step-noise needs --noise (x_T) too"},
       {a.noise.empty() || !a.num, "--num comes from the --noise file's batch; drop --num"},
-      {a.num <= 4096, "--num must be in 1..4096"},
-      {a.scale >= 1 && a.scale <= 64, "--scale must be in 1..64"},
       {!(a.sampler == "ddpm" && a.graph == "loop"), "--graph loop is DDIM only"},
   };
   for (const auto& [ok, message] : rules)
     if (!ok) return invalid(message);
-  return {};
+  return distinct_outputs(a);
+}
+
+spritegen::Options options_for(const Args& a) {
+  spritegen::Options o;
+  o.method = a.sampler == "ddpm" ? spritegen::Method::ddpm : spritegen::Method::ddim;
+  o.steps = a.n;
+  o.eta = a.eta;
+  o.guidance = a.guidance;
+  o.use_loop = a.graph != "step";
+  return o;
 }
 
 // The export from its directory, or (--from-memory) from bytes read here first, as an
-// engine's asset system would hand them over.
-Status open_sampler(const Args& a, std::unique_ptr<spritegen::Sampler>* out) {
+// engine's asset system would hand them over: only the graph this run uses. Either way the
+// run's graph is then verified (sha256, metadata against the manifest) and loaded.
+Status open_sampler(const Args& a, const spritegen::Options& options, std::unique_ptr<spritegen::Sampler>* out) {
   const spritegen::Config config{a.threads, a.spin};
-  if (!a.from_memory) return spritegen::Sampler::open(a.export_dir, config, out);
-  const auto slurp = [](const std::string& path, std::string* bytes) -> Status {
-    const Status read = spritegen::read_regular_file(path, bytes);
-    if (!read.ok()) return {Code::bad_export, read.message() + ": not a complete spritegen export"};
-    return {};
-  };
-  std::string manifest_json;
-  SPRITEGEN_TRY(slurp(a.export_dir + "/manifest.json", &manifest_json));
-  spritegen::Manifest manifest;
-  SPRITEGEN_TRY(spritegen::Manifest::parse(manifest_json, a.export_dir + "/manifest.json", &manifest));
-  spritegen::Files files;
-  for (const auto& entry : manifest.graphs)
-    SPRITEGEN_TRY(slurp(a.export_dir + "/" + entry.second.file, &files[entry.second.file]));
-  return spritegen::Sampler::from_memory(manifest_json, std::move(files), config, out);
+  if (!a.from_memory) {
+    SPRITEGEN_TRY(spritegen::Sampler::open(a.export_dir, config, out));
+  } else {
+    const auto slurp = [](const std::string& path, uint64_t most, std::string* bytes) -> Status {
+      const Status read = spritegen::read_regular_file(path, most, "export file", bytes);
+      if (!read.ok()) return {Code::bad_export, read.message() + ": not a complete spritegen export"};
+      return {};
+    };
+    std::string manifest_json;
+    SPRITEGEN_TRY(slurp(a.export_dir + "/manifest.json", spritegen::limits::kMaxManifestBytes, &manifest_json));
+    spritegen::Manifest manifest;
+    SPRITEGEN_TRY(spritegen::Manifest::parse(manifest_json, a.export_dir + "/manifest.json", &manifest));
+    spritegen::Files files;
+    const auto graph = manifest.graphs.find(spritegen::graph_for(manifest, options));
+    if (graph != manifest.graphs.end())  // (an export without it is refused by preload below)
+      SPRITEGEN_TRY(slurp(a.export_dir + "/" + graph->second.file, spritegen::limits::kMaxGraphBytes,
+                          &files[graph->second.file]));
+    SPRITEGEN_TRY(spritegen::Sampler::from_memory(manifest_json, std::move(files), config, out));
+  }
+  if (a.graph == "loop" && (*out)->graph_for(options) != "ddim_loop")
+    return invalid("--graph loop needs --n " + std::to_string((*out)->manifest().ddim_loop_steps) +
+                   " and --eta 0 (the steps baked into ddim_loop.onnx), and an export with ddim_loop.onnx");
+  return (*out)->preload(options);
 }
 
 // [B, K]: one row per --class name (or one row for all), each plus the --blend weights.
@@ -284,25 +325,22 @@ Status sample(const Args& a) {
   using clock = std::chrono::steady_clock;
   auto start = clock::now();
   std::unique_ptr<spritegen::Sampler> sampler;
-  SPRITEGEN_TRY(open_sampler(a, &sampler));
-  const double load_ms = ms_since(start);
   Request req;
-  req.options.method = a.sampler == "ddpm" ? spritegen::Method::ddpm : spritegen::Method::ddim;
-  req.options.steps = a.n;
-  req.options.eta = a.eta;
-  req.options.guidance = a.guidance;
-  req.options.use_loop = a.graph != "step";
-  if (a.graph == "loop" && sampler->graph_for(req.options) != "ddim_loop")
-    return invalid("--graph loop needs --n " + std::to_string(sampler->manifest().ddim_loop_steps) +
-                   " and --eta 0 (the steps baked into ddim_loop.onnx)");
+  req.options = options_for(a);
+  SPRITEGEN_TRY(open_sampler(a, req.options, &sampler));
+  const double load_ms = ms_since(start);
+  const spritegen::Manifest& m = sampler->manifest();
   int64_t batch = a.num ? a.num : std::max<int64_t>({1, static_cast<int64_t>(a.classes.size()),
                                                      static_cast<int64_t>(a.seeds.size())});
   req.injected = !a.noise.empty();
   if (req.injected) {
-    SPRITEGEN_TRY(spritegen::read_npy(a.noise, &req.noise));
-    batch = req.noise.shape.empty() ? 0 : req.noise.shape[0];
+    const int64_t max_batch = spritegen::limits::kMaxBatch;
+    SPRITEGEN_TRY(spritegen::read_npy(a.noise, {-1, m.channels, m.height, m.height}, max_batch, &req.noise));
+    batch = req.noise.shape[0];
     req.has_step_noise = !a.step_noise.empty();
-    if (req.has_step_noise) SPRITEGEN_TRY(spritegen::read_npy(a.step_noise, &req.step_noise));
+    if (req.has_step_noise)
+      SPRITEGEN_TRY(spritegen::read_npy(a.step_noise, {m.timesteps, batch, m.channels, m.height, m.height},
+                                        max_batch, &req.step_noise));
   } else {
     req.seeds = a.seeds.empty() ? std::vector<uint64_t>{0} : a.seeds;
     if (req.seeds.size() > 1 && static_cast<int64_t>(req.seeds.size()) != batch)
@@ -328,8 +366,7 @@ Status sample(const Args& a) {
       SPRITEGEN_TRY(req.run(*sampler, &again));
       ms.push_back(ms_since(start));
     }
-    const int steps = a.sampler == "ddpm" ? sampler->manifest().timesteps
-                                            : a.n ? a.n : sampler->manifest().ddim_loop_steps;
+    const int steps = a.sampler == "ddpm" ? m.timesteps : a.n ? a.n : m.ddim_loop_steps;
     std::printf("{\"sampler\": \"%s\", \"graph\": \"%s\", \"n\": %d, \"batch\": %lld, \"repeat\": %d, "
                 "\"load_ms\": %.3f, \"warm_up_ms\": %s, \"first_ms\": %.3f, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
                 "\"min_ms\": %.3f}\n",
@@ -375,6 +412,14 @@ Status noise_command(int argc, char** argv) {
   return spritegen::write_npy(out, t);
 }
 
+// `limits`: the bounds this build checks, as JSON (tests/test_cpp.py compares them with Python's).
+int print_limits() {
+  std::printf("{");
+  for (const auto& entry : spritegen::limits::kNumbers) std::printf("\"%s\": %.17g, ", entry.name, entry.value);
+  std::printf("\"kManifestFormat\": \"%s\"}\n", spritegen::limits::kManifestFormat);
+  return 0;
+}
+
 int report(const Status& status) {
   if (status.ok()) return 0;
   std::cerr << "error: " << status.message() << "\n";
@@ -384,6 +429,7 @@ int report(const Status& status) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "noise") return report(noise_command(argc, argv));
+  if (argc == 2 && std::string(argv[1]) == "limits") return print_limits();
   Args args;
   Status status = parse(argc, argv, &args);
   if (status.ok() && args.help) {
