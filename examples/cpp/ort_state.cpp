@@ -4,7 +4,6 @@
 #include "ort_state.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <iterator>
 
 #include "graphs.hpp"
