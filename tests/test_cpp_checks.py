@@ -234,6 +234,23 @@ def test_only_the_graphs_a_run_uses_are_needed(cpp_binary: Path, export_dir: Pat
                 "ddpm_step.onnx", "missing")
 
 
+# An engine's use of the lifted files (docs/cpp.md, "In an engine"): linking it proves every
+# function it calls is defined in the listed files.
+ENGINE = """#include "sampler.hpp"
+int main(int argc, char** argv) {
+  std::unique_ptr<spritegen::Sampler> sampler;
+  spritegen::Status st = argc > 2 ? spritegen::Sampler::from_memory(argv[1], {{"ddim_step.onnx", argv[2]}}, {}, &sampler)
+                                  : spritegen::Sampler::open(argc > 1 ? argv[1] : ".", {}, &sampler);
+  if (st.ok()) st = sampler->warm_up(1);
+  spritegen::Tensor context({1, st.ok() ? sampler->manifest().n_cfeat : 1});
+  if (st.ok()) st = sampler->context_row({{"hero", 1.0f}}, &context.data);
+  spritegen::Tensor sprite;
+  if (st.ok()) st = sampler->generate(context, uint64_t{42}, {}, &sprite);
+  return st.ok() && !spritegen::to_rgba8(sprite).empty() ? 0 : 1;
+}
+"""
+
+
 def _documented_copy_list() -> list[str]:
     """The files docs/cpp.md tells an engine to copy: the ```text block after its marker line."""
     text = DOC.read_text()
@@ -243,9 +260,9 @@ def _documented_copy_list() -> list[str]:
 
 
 def test_documented_copy_list_compiles_alone(cpp_binary: Path, tmp_path: Path) -> None:
-    """Exactly the files docs/cpp.md lists, copied to an empty folder with a tiny CMakeLists, compile
-    (-fno-exceptions, the stricter build) with only ONNX Runtime's C header and nlohmann/json,
-    and none of them includes a POSIX-only header."""
+    """Exactly the files docs/cpp.md lists, copied to an empty folder with a tiny CMakeLists and an
+    engine's calls, compile (-fno-exceptions, the stricter build) and link with only ONNX Runtime
+    and nlohmann/json, and none of them includes a POSIX-only header."""
     files = _documented_copy_list()
     assert "sampler.hpp" in files and "main.cpp" not in files and "npy.cpp" not in files
     project = tmp_path / "engine"
@@ -256,15 +273,17 @@ def test_documented_copy_list_compiles_alone(cpp_binary: Path, tmp_path: Path) -
                            (project / name).read_text())
         assert not posix, f"{name} includes POSIX-only {posix}"
     sources = " ".join(name for name in files if name.endswith(".cpp"))
+    (project / "engine.cpp").write_text(ENGINE)
+    lib = BUILD / "ort" / "lib" / "libonnxruntime.so"
     (project / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.18)
 project(engine_copy LANGUAGES CXX)
 set(CMAKE_CXX_STANDARD 17)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
 find_package(nlohmann_json 3.2 REQUIRED)
-add_library(spritegen_lifted OBJECT {sources})
-target_include_directories(spritegen_lifted PRIVATE "{BUILD / 'ort' / 'include'}")
-target_link_libraries(spritegen_lifted PRIVATE nlohmann_json::nlohmann_json)
-target_compile_options(spritegen_lifted PRIVATE -fno-exceptions -Wall -Wextra -Werror)
+add_executable(engine engine.cpp {sources})
+target_include_directories(engine PRIVATE "{BUILD / 'ort' / 'include'}")
+target_link_libraries(engine PRIVATE "{lib}" nlohmann_json::nlohmann_json)
+target_compile_options(engine PRIVATE -fno-exceptions -Wall -Wextra -Werror)
 set_source_files_properties(noise.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 """)
     assert (BUILD / "ort" / "include" / "onnxruntime_c_api.h").is_file(), "run .ci/setup_cpp.sh first"

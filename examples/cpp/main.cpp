@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,12 +46,12 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
   --sampler ddim|ddpm   default ddim
   --n N                 DDIM steps, 1..T (default: the export's, its manifest's ddim_loop_steps)
   --eta E               DDIM stochasticity in 0..1 (default 0: deterministic)
-  --guidance W          classifier-free guidance weight, 0..100 (default 0: off)
+  --guidance W          classifier-free guidance weight, 0..{MAX_GUIDANCE} (default 0: off)
   --graph auto|loop|step  DDIM graph: ddim_loop.onnx when n and eta allow (auto), or per step
-  --num N               sprites when noise is drawn (default: number of --class names, or 1)
+  --num N               sprites when noise is drawn, 1..{MAX_BATCH} (default: number of --class names, or 1)
   --seed S[,S...]       seed in [0, 2^64) of the portable noise (docs/noise.md; default 0);
                         several: one per sprite (row r = the batch-1 sprite of seed r)
-  --noise FILE          x_T as float32 .npy [B,3,H,W] (instead of --seed)
+  --noise FILE          x_T as float32 .npy [B,3,H,W], 1 <= B <= {MAX_BATCH} (instead of --seed)
   --step-noise FILE     per-step noise float32 .npy [T,B,3,H,W], step_noise[i-1] = noise of step i
   --out FILE            sprite grid, .ppm or .png
   --out-npy FILE        final sprites as float32 .npy [B,3,H,W] in [-1,1]
@@ -66,6 +67,19 @@ Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C
 noise: writes float32 [streams, seeds, count]: normals(seed, stream, count) of spritegen-normal.
 limits: prints the bounds this program checks (from the Python package's runtime/limits.py) as JSON.
 )";
+
+// kUsage with its {MAX_...} placeholders filled from contract_limits.hpp (never retyped).
+std::string usage() {
+  std::string text = kUsage;
+  std::ostringstream guidance;
+  guidance << spritegen::limits::kMaxGuidance;
+  const std::pair<std::string, std::string> values[] = {
+      {"{MAX_BATCH}", std::to_string(spritegen::limits::kMaxBatch)},
+      {"{MAX_GUIDANCE}", guidance.str()}};
+  for (const auto& [key, value] : values)
+    for (size_t at; (at = text.find(key)) != std::string::npos;) text.replace(at, key.size(), value);
+  return text;
+}
 
 struct Args {
   std::string export_dir, out, out_npy, out_rgba, noise, step_noise, sampler = "ddim", graph = "auto";
@@ -404,6 +418,10 @@ Status noise_command(int argc, char** argv) {
   }
   if (seeds.empty() || streams.empty() || count == 0 || !ends_with(out, ".npy"))
     return invalid("noise needs --seed, --stream, --count >= 1 and --out FILE.npy");
+  const uint64_t most = uint64_t{1} << 28;  // 1 GiB of float32, before it is allocated
+  if (count > most / seeds.size() / streams.size())
+    return invalid("noise would hold " + std::to_string(seeds.size()) + " x " + std::to_string(streams.size()) +
+                   " x " + std::to_string(count) + " values, more than 2^28; draw fewer");
   Tensor t({static_cast<int64_t>(streams.size()), static_cast<int64_t>(seeds.size()), static_cast<int64_t>(count)});
   for (size_t s = 0; s < streams.size(); ++s)
     for (size_t r = 0; r < seeds.size(); ++r)
@@ -433,7 +451,7 @@ int main(int argc, char** argv) {
   Args args;
   Status status = parse(argc, argv, &args);
   if (status.ok() && args.help) {
-    std::cout << kUsage;
+    std::cout << usage();
     return 0;
   }
   if (status.ok()) status = validate(args);

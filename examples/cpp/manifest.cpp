@@ -42,7 +42,7 @@ class Reader {
     *out = v->get<std::string>();
     return {};
   }
-  // An integer in low..high (JSON integers only; 1e6 or true is not one).
+  // An integer in low..high (JSON integers only: 2.0 or true is not one).
   Status integer(const json& node, const std::string& key, const std::string& path, int64_t low, int64_t high,
                  int* out) const {
     const json* v = find(node, key);

@@ -189,6 +189,9 @@ Status Sampler::preload(const Options& options) {
 }
 
 Status Sampler::warm_up(int64_t batch, const Options& options) {
+  if (batch < 1 || batch > limits::kMaxBatch)  // before the context it sizes is allocated
+    return invalid("warm_up batch must be in 1.." + std::to_string(limits::kMaxBatch) + ", got " +
+                   std::to_string(batch));
   SPRITEGEN_TRY(preload(options));
   Tensor sprites;
   return generate(Tensor({batch, manifest_.n_cfeat}), uint64_t{0}, options, &sprites);
