@@ -214,7 +214,7 @@ def test_limits_are_pythons(cpp_binary: Path) -> None:
                                timeout=60, check=True).stdout
     assert (SOURCES / "contract_limits.hpp").read_text() == generated, "run examples/cpp/gen_limits.py"
     # the rules' own literals are gone: threads, batch, guidance, scale come from the header
-    sources = "".join((SOURCES / name).read_text() for name in ("main.cpp", "sampler.cpp", "manifest.cpp"))
+    sources = "".join((SOURCES / name).read_text() for name in ("main.cpp", "cli_args.cpp", "sampler.cpp", "manifest.cpp"))
     assert not re.search(r"\b(4096|65536|1000000|1e6f?)\b", sources)
 
 
