@@ -30,6 +30,9 @@ from tests.cpp_support import BUILD, SETUP, cpp_binary, run_cpp, sample_cpp  # n
 from tests.runtime_support import copy_export
 from tests.tolerances import CROSS_RUNTIME_ATOL
 
+T = ScheduleConfig().timesteps
+
+
 @pytest.fixture(scope="session")
 def runtime(export_dir: Path) -> Sampler:
     return Sampler.load(export_dir, provider="cpu", threads=1)  # the machine is shared
