@@ -241,11 +241,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<spritegen::Sampler> sampler;
   spritegen::Status st = argc > 2 ? spritegen::Sampler::from_memory(argv[1], {{"ddim_step.onnx", argv[2]}}, {}, &sampler)
                                   : spritegen::Sampler::open(argc > 1 ? argv[1] : ".", {}, &sampler);
-  if (st.ok()) st = sampler->warm_up(1);
+  spritegen::Options options;
+  options.use_loop = false;  // ddim_step.onnx: the one graph handed over
+  if (st.ok()) st = sampler->warm_up(1, options);
   spritegen::Tensor context({1, st.ok() ? sampler->manifest().n_cfeat : 1});
   if (st.ok()) st = sampler->context_row({{"hero", 1.0f}}, &context.data);
   spritegen::Tensor sprite;
-  if (st.ok()) st = sampler->generate(context, uint64_t{42}, {}, &sprite);
+  if (st.ok()) st = sampler->generate(context, uint64_t{42}, options, &sprite);
   return st.ok() && !spritegen::to_rgba8(sprite).empty() ? 0 : 1;
 }
 """
