@@ -50,8 +50,9 @@ spritegen::Options options_for(const Args& a) {
 }
 
 // The export from its directory, or (--from-memory) from bytes read here first, as an
-// engine's asset system would hand them over: only the graph this run uses. Either way the
-// run's graph is then verified (sha256, metadata against the manifest) and loaded.
+// engine's asset system would hand them over: only the graph this run uses. Either way that
+// graph is verified (sha256, metadata against the manifest) and loaded on first use (warm_up
+// or the first generate), so load_ms stays the cost of opening the export.
 Status open_sampler(const Args& a, const spritegen::Options& options, std::unique_ptr<spritegen::Sampler>* out) {
   const spritegen::Config config{a.threads, a.spin};
   if (!a.from_memory) {
@@ -68,7 +69,7 @@ Status open_sampler(const Args& a, const spritegen::Options& options, std::uniqu
     SPRITEGEN_TRY(spritegen::Manifest::parse(manifest_json, a.export_dir + "/manifest.json", &manifest));
     spritegen::Files files;
     const auto graph = manifest.graphs.find(spritegen::graph_for(manifest, options));
-    if (graph != manifest.graphs.end())  // (an export without it is refused by preload below)
+    if (graph != manifest.graphs.end())  // (an export without it is refused on first use)
       SPRITEGEN_TRY(slurp(a.export_dir + "/" + graph->second.file, spritegen::limits::kMaxGraphBytes,
                           &files[graph->second.file]));
     SPRITEGEN_TRY(spritegen::Sampler::from_memory(manifest_json, std::move(files), config, out));
@@ -76,7 +77,7 @@ Status open_sampler(const Args& a, const spritegen::Options& options, std::uniqu
   if (a.graph == "loop" && (*out)->graph_for(options) != "ddim_loop")
     return invalid("--graph loop needs --n " + std::to_string((*out)->manifest().ddim_loop_steps) +
                    " and --eta 0 (the steps baked into ddim_loop.onnx), and an export with ddim_loop.onnx");
-  return (*out)->preload(options);
+  return {};
 }
 
 // [B, K]: one row per --class name (or one row for all), each plus the --blend weights.
