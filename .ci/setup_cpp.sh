@@ -14,6 +14,8 @@
 #     programs keep working when the Python environment moves or goes.
 #   - nlohmann/json: Debian bookworm's header-only nlohmann-json3-dev (apt-get install).
 #   - cmake and g++: already on the machine (checked below).
+#   - examples/cpp/contract_limits.hpp: regenerated from spritegen.runtime.limits and
+#     spritegen.contract by examples/cpp/gen_limits.py (rewritten only when a value changed).
 #
 # Usage: bash .ci/setup_cpp.sh            (idempotent; re-running only rebuilds what changed)
 # Env:   SPRITEGEN_CPP_BUILD=dir          build folder (default: <repo>/build/cpp)
@@ -121,8 +123,15 @@ build() {  # build DIR [cmake options...]
   log "built $dir/spritegen_cpp $*"
 }
 
+# 4a. the bounds the C++ sampler checks, generated from the Python package (never retyped) ---
+generate_limits() {
+  "$PYTHON" "$REPO/examples/cpp/gen_limits.py" "$REPO/examples/cpp/contract_limits.hpp" \
+    || die "cannot generate examples/cpp/contract_limits.hpp from spritegen.runtime.limits (is spritegen installed for $PYTHON?)"
+}
+
 need_tools
 mkdir -p "$BUILD"
+generate_limits
 install_json
 fetch_headers
 link_library

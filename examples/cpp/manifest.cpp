@@ -1,9 +1,15 @@
 // manifest.json -> spritegen::Manifest (see sampler.hpp), without exceptions: every lookup
-// checks presence and type first, and JSON is parsed with allow_exceptions = false.
+// checks presence, type and range first (the Python runtime's bounds, contract_limits.hpp),
+// and JSON is parsed with allow_exceptions = false.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <set>
 
+#include "contract_limits.hpp"
+#include "graphs.hpp"
 #include "noise.hpp"
 #include "sampler.hpp"
 
@@ -11,25 +17,13 @@ namespace spritegen {
 namespace {
 using json = nlohmann::json;
 
-constexpr const char* kFormatPrefix = "spritegen-export/1";  // the manifest format we read
-
-// The inputs each graph must have (names from the export contract; order from the manifest).
-const std::map<std::string, std::set<std::string>>& graph_inputs() {
-  static const std::map<std::string, std::set<std::string>> inputs = {
-      {"ddim_step", {"x", "c", "i", "i_prev", "eta", "z", "w"}},
-      {"ddpm_step", {"x", "c", "i", "z", "w"}},
-      {"ddim_loop", {"x", "c", "w"}},
-  };
-  return inputs;
-}
-
-// Typed lookups that report the dotted key they wanted.
+// Typed, bounded lookups that report the dotted key they wanted.
 class Reader {
  public:
   explicit Reader(std::string where) : where_(std::move(where)) {}
 
-  Status missing(const std::string& key) const {
-    return bad_export(where_ + " has no valid '" + key + "': re-export with spritegen-export");
+  Status missing(const std::string& key, const std::string& why = "") const {
+    return bad_export(where_ + " has no valid '" + key + "'" + why + ": re-export with spritegen-export");
   }
   const json* find(const json& node, const std::string& key) const {
     if (!node.is_object()) return nullptr;
@@ -48,11 +42,23 @@ class Reader {
     *out = v->get<std::string>();
     return {};
   }
-  Status integer(const json& node, const std::string& key, const std::string& path, int* out) const {
+  // An integer in low..high (JSON integers only: 2.0 or true is not one).
+  Status integer(const json& node, const std::string& key, const std::string& path, int64_t low, int64_t high,
+                 int* out) const {
     const json* v = find(node, key);
-    if (!v || !v->is_number_integer() || v->get<int64_t>() < 1 || v->get<int64_t>() > 1000000)
-      return missing(path + key);
+    const bool fits = v && v->is_number_integer() && !(v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX);
+    const bool ok = fits && v->get<int64_t>() >= low && v->get<int64_t>() <= high;
+    if (!ok) return missing(path + key, " (an integer in " + std::to_string(low) + ".." + std::to_string(high) + ")");
     *out = static_cast<int>(v->get<int64_t>());
+    return {};
+  }
+  // A finite number in (low, high).
+  Status real(const json& node, const std::string& key, const std::string& path, double low, double high,
+              double* out) const {
+    const json* v = find(node, key);
+    const double x = v && v->is_number() ? v->get<double>() : NAN;
+    if (!(std::isfinite(x) && x > low && x < high)) return missing(path + key, " (a number in (0, 1))");
+    *out = x;
     return {};
   }
   const std::string& where() const { return where_; }
@@ -61,11 +67,11 @@ class Reader {
   std::string where_;
 };
 
-// The first name of a list of {"name": ...} tensor specs, or all of them.
+// The names of a list of {"name": ...} tensor specs.
 Status names(const Reader& r, const json& graph, const std::string& key, const std::string& path,
              std::vector<std::string>* out) {
   const json* list = r.find(graph, key);
-  if (!list || !list->is_array() || list->empty()) return r.missing(path + key);
+  if (!list || !list->is_array() || list->empty() || list->size() > 16) return r.missing(path + key);
   for (const json& spec : *list) {
     std::string name;
     SPRITEGEN_TRY(r.text(spec, "name", path + key + "[].", &name));
@@ -74,25 +80,26 @@ Status names(const Reader& r, const json& graph, const std::string& key, const s
   return {};
 }
 
-Status read_graph(const Reader& r, const json& doc, const std::string& key, Manifest::Graph* out) {
-  const json *graphs = nullptr, *graph = nullptr, *files = nullptr;
-  SPRITEGEN_TRY(r.object(doc, "graphs", "", &graphs));
-  SPRITEGEN_TRY(r.object(*graphs, key, "graphs.", &graph));
-  const std::string path = "graphs." + key + ".";
-  SPRITEGEN_TRY(r.text(*graph, "file", path, &out->file));
-  SPRITEGEN_TRY(names(r, *graph, "inputs", path, &out->inputs));
+Status read_graph(const Reader& r, const json& doc, const json& graph, const GraphKind& kind, Manifest::Graph* out) {
+  const std::string path = std::string("graphs.") + kind.key + ".";
+  const json* files = nullptr;
+  SPRITEGEN_TRY(r.text(graph, "file", path, &out->file));
+  SPRITEGEN_TRY(names(r, graph, "inputs", path, &out->inputs));
   std::vector<std::string> outputs;
-  SPRITEGEN_TRY(names(r, *graph, "outputs", path, &outputs));
+  SPRITEGEN_TRY(names(r, graph, "outputs", path, &outputs));
   out->output = outputs[0];
-  if (std::set<std::string>(out->inputs.begin(), out->inputs.end()) != graph_inputs().at(key))
+  if (std::set<std::string>(out->inputs.begin(), out->inputs.end()) != kind.inputs)
     return bad_export(out->file + " in the manifest has inputs this program does not know; "
                       "rebuild spritegen_cpp for this export format");
   SPRITEGEN_TRY(r.object(doc, "files", "", &files));
   const json* digest = r.find(*files, out->file);  // {name: hex} or {name: {"sha256": hex}}
-  if (digest && digest->is_object()) return r.text(*digest, "sha256", "files." + out->file + ".", &out->sha256);
-  if (!digest || !digest->is_string()) return r.missing("files." + out->file);
-  out->sha256 = digest->get<std::string>();
-  return {};
+  if (digest && digest->is_object()) SPRITEGEN_TRY(r.text(*digest, "sha256", "files." + out->file + ".", &out->sha256));
+  else if (digest && digest->is_string()) out->sha256 = digest->get<std::string>();
+  else return r.missing("files." + out->file);
+  const bool hex = out->sha256.size() == 64 && std::all_of(out->sha256.begin(), out->sha256.end(), [](char c) {
+                     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                   });
+  return hex ? Status{} : r.missing("files." + out->file + ".sha256", " (64 lowercase hex digits)");
 }
 
 // The generator the export's seeds mean must be the one noise.cpp implements.
@@ -104,40 +111,87 @@ Status check_noise(const Reader& r, const json& doc) {
   const bool ours = generator && generator->is_string() && generator->get<std::string>() == noise::kGenerator &&
                     version && version->is_number_integer() && version->get<int64_t>() == noise::kVersion;
   if (ours) return {};
-  return bad_export(r.where() + " names the noise generator " + entry->dump() + ", but this program implements " +
-                    noise::kGenerator + " version " + std::to_string(noise::kVersion) +
-                    "; use the spritegen version that exported it");
+  return bad_export(r.where() + " names the noise generator " + entry->dump().substr(0, 200) +
+                    ", but this program implements " + noise::kGenerator + " version " +
+                    std::to_string(noise::kVersion) + "; use the spritegen version that exported it");
+}
+
+// class_names: n_cfeat distinct (ignoring case) names of 1..kMaxClassName characters.
+Status read_classes(const Reader& r, const json& doc, int count, std::vector<std::string>* out) {
+  const json* classes = r.find(doc, "class_names");
+  if (!classes || !classes->is_array() || classes->size() != static_cast<size_t>(count))
+    return r.missing("class_names", " (a list of n_cfeat names)");
+  std::set<std::string> seen;
+  for (const json& name : *classes) {
+    if (!name.is_string() || name.get<std::string>().empty() ||
+        name.get<std::string>().size() > static_cast<size_t>(limits::kMaxClassName))
+      return r.missing("class_names", " (names of 1.." + std::to_string(limits::kMaxClassName) + " characters)");
+    std::string lower = name.get<std::string>();
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (!seen.insert(lower).second) return r.missing("class_names", " (a name is used twice)");
+    out->push_back(name.get<std::string>());
+  }
+  return {};
+}
+
+// provenance.checkpoint_sha256, else provenance.sha256; empty when neither is recorded.
+Status read_checkpoint(const Reader& r, const json& doc, std::string* out) {
+  const json* provenance = r.find(doc, "provenance");
+  if (!provenance || provenance->is_null()) return {};
+  for (const char* key : {"checkpoint_sha256", "sha256"}) {
+    const json* v = r.find(*provenance, key);
+    if (!v || v->is_null()) continue;
+    if (!v->is_string() || v->get<std::string>().size() != 64) return r.missing(std::string("provenance.") + key);
+    *out = v->get<std::string>();
+    return {};
+  }
+  return {};
+}
+
+Status read_model(const Reader& r, const json& doc, Manifest* m) {
+  const json *model = nullptr, *hyper = nullptr, *schedule = nullptr;
+  const std::string h = "model.hyperparameters.";
+  SPRITEGEN_TRY(r.object(doc, "model", "", &model));
+  SPRITEGEN_TRY(r.object(*model, "hyperparameters", "model.", &hyper));
+  SPRITEGEN_TRY(r.integer(*hyper, "in_channels", h, 1, limits::kMaxChannels, &m->channels));
+  SPRITEGEN_TRY(r.integer(*hyper, "height", h, 1, limits::kMaxHeight, &m->height));
+  SPRITEGEN_TRY(r.integer(*hyper, "n_feat", h, 1, limits::kMaxFeatures, &m->n_feat));
+  SPRITEGEN_TRY(r.integer(*hyper, "n_cfeat", h, 1, limits::kMaxClasses, &m->n_cfeat));
+  SPRITEGEN_TRY(r.object(doc, "schedule", "", &schedule));
+  SPRITEGEN_TRY(r.integer(*schedule, "timesteps", "schedule.", 1, limits::kMaxTimesteps, &m->timesteps));
+  SPRITEGEN_TRY(r.real(*schedule, "beta1", "schedule.", 0.0, 1.0, &m->beta1));
+  return r.real(*schedule, "beta2", "schedule.", 0.0, 1.0, &m->beta2);
 }
 }  // namespace
 
 Status Manifest::parse(const std::string& json_text, const std::string& where, Manifest* out) {
+  if (json_text.size() > static_cast<uint64_t>(limits::kMaxManifestBytes))
+    return bad_export(where + " is larger than " + std::to_string(limits::kMaxManifestBytes) +
+                      " bytes: not a spritegen manifest");
   const json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object())
     return bad_export(where + " is not valid JSON: re-export with spritegen-export");
   const Reader r(where);
-  std::string format;
-  SPRITEGEN_TRY(r.text(doc, "format", "", &format));
-  if (format.rfind(kFormatPrefix, 0) != 0)
-    return bad_export("manifest format '" + format + "' is not " + kFormatPrefix + ": re-export or update");
-  SPRITEGEN_TRY(check_noise(r, doc));
   Manifest m;
-  const json *model = nullptr, *hyper = nullptr, *schedule = nullptr;
-  SPRITEGEN_TRY(r.object(doc, "model", "", &model));
-  SPRITEGEN_TRY(r.object(*model, "hyperparameters", "model.", &hyper));
-  SPRITEGEN_TRY(r.integer(*hyper, "in_channels", "model.hyperparameters.", &m.channels));
-  SPRITEGEN_TRY(r.integer(*hyper, "height", "model.hyperparameters.", &m.height));
-  SPRITEGEN_TRY(r.integer(*hyper, "n_cfeat", "model.hyperparameters.", &m.n_cfeat));
-  SPRITEGEN_TRY(r.object(doc, "schedule", "", &schedule));
-  SPRITEGEN_TRY(r.integer(*schedule, "timesteps", "schedule.", &m.timesteps));
-  SPRITEGEN_TRY(r.integer(doc, "ddim_loop_steps", "", &m.ddim_loop_steps));
-  const json* classes = r.find(doc, "class_names");
-  if (!classes || !classes->is_array() || classes->size() != static_cast<size_t>(m.n_cfeat))
-    return r.missing("class_names");
-  for (const json& name : *classes) {
-    if (!name.is_string()) return r.missing("class_names");
-    m.class_names.push_back(name.get<std::string>());
+  SPRITEGEN_TRY(r.text(doc, "format", "", &m.format));
+  if (m.format != limits::kManifestFormat)
+    return bad_export("manifest format '" + m.format.substr(0, 80) + "' is not " + limits::kManifestFormat +
+                      ": re-export with this version of spritegen-export");
+  SPRITEGEN_TRY(check_noise(r, doc));
+  SPRITEGEN_TRY(read_model(r, doc, &m));
+  SPRITEGEN_TRY(read_classes(r, doc, m.n_cfeat, &m.class_names));
+  SPRITEGEN_TRY(read_checkpoint(r, doc, &m.checkpoint_sha256));
+  const json* graphs = nullptr;
+  SPRITEGEN_TRY(r.object(doc, "graphs", "", &graphs));
+  for (const GraphKind& kind : graph_kinds()) {
+    const json* graph = r.find(*graphs, kind.key);
+    if (graph == nullptr) continue;  // an export without this graph: refused when a run needs it
+    if (!graph->is_object()) return r.missing(std::string("graphs.") + kind.key);
+    SPRITEGEN_TRY(read_graph(r, doc, *graph, kind, &m.graphs[kind.key]));
   }
-  for (const auto& entry : graph_inputs()) SPRITEGEN_TRY(read_graph(r, doc, entry.first, &m.graphs[entry.first]));
+  m.ddim_loop_steps = static_cast<int>(std::min<int64_t>(limits::kDdimDefaultSteps, m.timesteps));
+  if (m.graphs.count("ddim_loop") || r.find(doc, "ddim_loop_steps"))
+    SPRITEGEN_TRY(r.integer(doc, "ddim_loop_steps", "", 1, m.timesteps, &m.ddim_loop_steps));
   *out = std::move(m);
   return {};
 }

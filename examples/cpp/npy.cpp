@@ -1,7 +1,8 @@
 // Minimal .npy reader/writer (see npy.hpp). Format: github.com/numpy/numpy NEP 1.
 #include "npy.hpp"
 
-#include <fcntl.h>
+#include "file_io.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,23 +11,29 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <regex>
 #include <sstream>
 
 namespace spritegen {
 namespace {
 const char kMagic[] = "\x93NUMPY";
 
-// The value of 'key' in the header dict, as written ("'<f4'", "False", "(1, 3, 16, 16)").
+// The value of 'key' in the header dict, as written ("'<f4'", "False", "(1, 3, 16, 16)"):
+// a plain scan (std::regex recursed per character and overflowed the stack on long headers).
 bool header_field(const std::string& header, const std::string& key, std::string* value) {
-  const std::regex pattern("'" + key + "'\\s*:\\s*('[^']*'|True|False|\\([^)]*\\))");
-  std::smatch match;
-  if (!std::regex_search(header, match, pattern)) return false;
-  *value = match[1];
+  size_t pos = header.find("'" + key + "'");
+  if (pos == std::string::npos) return false;
+  pos += key.size() + 2;
+  while (pos < header.size() && (header[pos] == ' ' || header[pos] == ':')) ++pos;
+  if (pos >= header.size()) return false;
+  const char open = header[pos];
+  const char close = open == '\'' ? '\'' : open == '(' ? ')' : '\0';
+  size_t stop = close ? header.find(close, pos + 1) : header.find_first_of(",} ", pos);
+  if (stop == std::string::npos) return false;
+  *value = header.substr(pos, stop - pos + (close ? 1 : 0));
   return true;
 }
 
-// "(1, 3, 16, 16)" -> {1, 3, 16, 16}; false on a dimension above 2^31.
+// "(1, 3, 16, 16)" -> {1, 3, 16, 16}; false on more than 8 axes or a dimension above 2^31.
 bool parse_shape(const std::string& text, std::vector<int64_t>* shape) {
   int64_t dim = -1;
   for (char ch : text.substr(1)) {
@@ -36,36 +43,69 @@ bool parse_shape(const std::string& text, std::vector<int64_t>* shape) {
     } else if (dim >= 0) {
       shape->push_back(dim);
       dim = -1;
+      if (shape->size() > 8) return false;
     }
   }
   return true;
 }
+
+// The expected shape as text: -1 reads "B".
+std::string want_string(const std::vector<int64_t>& want) {
+  std::string out = "[";
+  for (size_t k = 0; k < want.size(); ++k) out += (k ? ", " : "") + (want[k] < 0 ? "B" : std::to_string(want[k]));
+  return out + "]";
+}
+
+// The header's shape must be `want` (-1: the batch, 1..max_batch).
+Status check_shape(const std::string& path, const std::vector<int64_t>& shape, const std::vector<int64_t>& want,
+                   int64_t max_batch) {
+  bool ok = shape.size() == want.size();
+  for (size_t k = 0; ok && k < want.size(); ++k)
+    ok = want[k] < 0 ? shape[k] >= 1 && shape[k] <= max_batch : shape[k] == want[k];
+  if (ok) return {};
+  return invalid(path + " holds shape " + shape_string(shape) + "; " + want_string(want) + " is needed (1 <= B <= " +
+                 std::to_string(max_batch) + ")");
+}
+
+// Magic, version, header length and header dict of a .npy file of `size` bytes.
+Status read_header(const std::string& path, uint64_t size, std::string* header, uint64_t* offset) {
+  char prefix[12] = {};
+  if (size < 10 || !read_range(path, 0, 10, prefix).ok() || std::memcmp(prefix, kMagic, 6) != 0)
+    return invalid(path + " is not a .npy file");
+  const int major = static_cast<unsigned char>(prefix[6]);
+  if (major < 1 || major > 3) return invalid(path + ": unsupported .npy format version " + std::to_string(major));
+  const size_t len_size = major == 1 ? 2 : 4;
+  if (len_size == 4) SPRITEGEN_TRY(read_range(path, 10, 2, prefix + 10));
+  uint64_t header_len = 0;
+  for (size_t k = 0; k < len_size; ++k) header_len |= uint64_t(static_cast<unsigned char>(prefix[8 + k])) << (8 * k);
+  if (header_len > kMaxNpyHeader)
+    return invalid(path + ": .npy header of " + std::to_string(header_len) + " bytes, more than numpy's " +
+                   std::to_string(kMaxNpyHeader) + "; save the array with np.save");
+  *offset = 8 + len_size + header_len;
+  if (size < *offset) return invalid(path + ": truncated .npy header");
+  header->assign(static_cast<size_t>(header_len), '\0');
+  return read_range(path, 8 + len_size, header_len, header->data());
+}
 }  // namespace
 
-Status read_npy(const std::string& path, Tensor* out) {
-  std::string bytes;
-  SPRITEGEN_TRY(read_regular_file(path, &bytes));
-  if (bytes.size() < 10 || bytes.compare(0, 6, kMagic, 6) != 0) return invalid(path + " is not a .npy file");
-  const int major = static_cast<unsigned char>(bytes[6]);
-  const size_t len_size = major == 1 ? 2 : 4;
-  size_t header_len = 0;
-  for (size_t k = 0; k < len_size; ++k)
-    header_len |= size_t(static_cast<unsigned char>(bytes[8 + k])) << (8 * k);
-  const size_t offset = 8 + len_size + header_len;
-  if (major < 1 || major > 3 || bytes.size() < offset) return invalid(path + ": unsupported or truncated .npy header");
-  const std::string header = bytes.substr(8 + len_size, header_len);
-  std::string descr, order, shape;
+Status read_npy(const std::string& path, const std::vector<int64_t>& want, int64_t max_batch, Tensor* out) {
+  uint64_t size = 0, offset = 0;
+  // no size bound here: nothing is allocated from the file's size, only from a checked shape
+  SPRITEGEN_TRY(regular_file_size(path, UINT64_MAX, "noise file", &size));
+  std::string header, descr, order, shape;
+  SPRITEGEN_TRY(read_header(path, size, &header, &offset));
   if (!header_field(header, "descr", &descr) || !header_field(header, "fortran_order", &order) ||
-      !header_field(header, "shape", &shape))
+      !header_field(header, "shape", &shape) || shape.empty() || shape[0] != '(')
     return invalid(path + ": .npy header lacks descr, fortran_order or shape");
   if (descr != "'<f4'") return invalid(path + " holds dtype " + descr + "; float32 ('<f4') is needed (np.float32)");
   if (order != "False") return invalid(path + " is in Fortran order; save a C-order array (np.ascontiguousarray)");
   Tensor t;
-  if (!parse_shape(shape, &t.shape)) return invalid(path + ": .npy shape " + shape + " is too large");
-  if (bytes.size() - offset != t.numel() * sizeof(float))
-    return invalid(path + ": data size does not match shape " + t.shape_str());
+  if (!parse_shape(shape, &t.shape)) return invalid(path + ": .npy shape " + shape.substr(0, 80) + " is too large");
+  SPRITEGEN_TRY(check_shape(path, t.shape, want, max_batch));  // before anything the shape sizes
+  if (size - offset != t.numel() * sizeof(float))
+    return invalid(path + ": " + std::to_string(size - offset) + " data bytes do not match shape " + t.shape_str());
   t.data.resize(t.numel());
-  std::memcpy(t.data.data(), bytes.data() + offset, t.numel() * sizeof(float));
+  SPRITEGEN_TRY(read_range(path, offset, t.numel() * sizeof(float), reinterpret_cast<char*>(t.data.data())));
   *out = std::move(t);
   return {};
 }
@@ -118,31 +158,6 @@ Status write_file_atomic(const std::string& path, const std::string& bytes) {
     return {Code::io, "cannot write '" + path + "' (" + std::strerror(why) + ")"};
   }
   return {};
-}
-
-Status read_regular_file(const std::string& path, std::string* bytes, uint64_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // O_NONBLOCK: a FIFO cannot block open
-  if (fd < 0) return {Code::io, "cannot read '" + path + "' (" + std::strerror(errno) + ")"};
-  struct stat info {};
-  Status status;
-  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    status = invalid("'" + path + "' is not a regular file (a directory, FIFO or device); refusing to read it");
-  } else if (static_cast<uint64_t>(info.st_size) > max_bytes) {
-    status = invalid("'" + path + "' is " + std::to_string(info.st_size) + " bytes, more than the " +
-                     std::to_string(max_bytes) + " this program reads");
-  } else {
-    bytes->resize(static_cast<size_t>(info.st_size));
-    size_t done = 0;
-    while (done < bytes->size()) {
-      const ssize_t n = ::read(fd, &(*bytes)[done], bytes->size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    if (done != bytes->size()) status = {Code::io, "cannot read '" + path + "' (it changed while being read)"};
-  }
-  ::close(fd);
-  return status;
 }
 
 }  // namespace spritegen

@@ -4,11 +4,10 @@
 #include "ort_state.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <iterator>
 
+#include "graphs.hpp"
 #include "noise.hpp"
-#include "npy.hpp"
 #include "sha256.hpp"
 
 namespace spritegen {
@@ -28,10 +27,6 @@ Status check(OrtStatus* status, const std::string& what) {
   ort()->ReleaseStatus(status);
   message = message.substr(0, message.find('\n'));
   return {Code::runtime, what + ": " + message};
-}
-
-Status read_file(const std::filesystem::path& path, std::string* bytes) {
-  return read_regular_file(path.string(), bytes);  // regular files only, bounded: never a FIFO or /dev/zero
 }
 
 }  // namespace detail
@@ -64,12 +59,18 @@ Status Sampler::Impl::session(const std::string& key, Session** out) {
     *out = &found->second;
     return {};
   }
-  // The bytes checked against the manifest's sha256 are the bytes ONNX Runtime loads.
-  const Manifest::Graph& io = manifest->graphs.at(key);
+  // The bytes checked against the manifest (sha256, then the graph's own metadata) are the
+  // bytes ONNX Runtime loads.
+  const auto listed = manifest->graphs.find(key);
+  if (listed == manifest->graphs.end())
+    return bad_export("the export has no " + key + " graph (its manifest.json lists none); re-export with "
+                      "spritegen-export, or choose options that use a graph it has");
+  const Manifest::Graph& io = listed->second;
   std::string bytes;
   SPRITEGEN_TRY(read(io.file, &bytes));
   if (sha256_hex(bytes.data(), bytes.size()) != io.sha256)
     return bad_export(origin + io.file + " does not match the sha256 in manifest.json: altered or swapped; re-export");
+  SPRITEGEN_TRY(check_graph(*manifest, key, origin + io.file, bytes, &checkpoint));
   OrtSession* raw = nullptr;
   SPRITEGEN_TRY(check(ort()->CreateSessionFromArray(env.get(), bytes.data(), bytes.size(), options.get(), &raw),
                       "ONNX Runtime cannot load " + origin + io.file));

@@ -4,7 +4,6 @@
 
 #include <onnxruntime_c_api.h>
 
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,7 +27,6 @@ template <typename T>
 using OrtPtr = std::unique_ptr<T, OrtRelease>;
 
 Status check(OrtStatus* status, const std::string& what);  // null -> ok; else runtime + ORT's first line
-Status read_file(const std::filesystem::path& path, std::string* bytes);
 }  // namespace detail
 
 // The state of one Sampler: sessions, reused buffers, and this call's noise source.
@@ -44,6 +42,7 @@ struct Sampler::Impl {
   Reader read;             // the export's files: from the directory, or from `files`
   Files files;             // an in-memory export's bytes, dropped as sessions are built
   std::string origin;      // where the files are, for messages
+  std::string checkpoint;  // the checkpoint the graphs checked so far were traced from
   detail::OrtPtr<OrtEnv> env;
   detail::OrtPtr<OrtSessionOptions> options;
   detail::OrtPtr<OrtMemoryInfo> memory;

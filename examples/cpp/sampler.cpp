@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <set>
 #include <sstream>
 #include <system_error>
 
+#include "contract_limits.hpp"
+#include "file_io.hpp"
 #include "noise.hpp"
 #include "ort_state.hpp"
 
@@ -52,7 +53,12 @@ std::vector<uint8_t> to_rgba8(const Tensor& sprites) {
 }
 
 namespace {
-using detail::read_file;
+// A number for a message: "100", "3.4e+38", "nan".
+std::string number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
 
 bool all_finite(const std::vector<float>& values) {
   return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
@@ -71,22 +77,20 @@ Status Sampler::open(const std::string& export_dir, const Config& config, std::u
   std::error_code ec;
   if (!fs::is_directory(export_dir, ec))
     return bad_export("export directory '" + export_dir + "' does not exist; run spritegen-export first");
-  const fs::path path = fs::path(export_dir) / "manifest.json";
-  std::string text;
-  if (!fs::is_regular_file(path, ec) || !read_file(path, &text).ok())
+  const std::string path = (fs::path(export_dir) / "manifest.json").string();
+  if (file_kind(path) == "missing")
     return bad_export("no manifest.json in '" + export_dir + "': not a spritegen export directory");
+  std::string text;
+  const Status read = read_regular_file(path, limits::kMaxManifestBytes, "manifest", &text);
+  if (!read.ok()) return bad_export(read.message());
   Manifest manifest;
-  SPRITEGEN_TRY(Manifest::parse(text, path.string(), &manifest));
-  for (const auto& entry : manifest.graphs) {
-    const fs::path file = fs::path(export_dir) / entry.second.file;
-    if (!fs::is_regular_file(file, ec))
-      return bad_export("missing " + file.string() + ": the export directory is incomplete; re-export");
-  }
+  SPRITEGEN_TRY(Manifest::parse(text, path, &manifest));
   auto impl = std::make_unique<Impl>();
   SPRITEGEN_TRY(impl->init(config));
   impl->origin = (fs::path(export_dir) / "").string();
   impl->read = [dir = fs::path(export_dir)](const std::string& file, std::string* bytes) {
-    return read_file(dir / file, bytes);
+    const Status st = read_regular_file((dir / file).string(), limits::kMaxGraphBytes, "graph file", bytes);
+    return st.ok() ? st : bad_export(st.message() + "; the export directory is incomplete or altered: re-export");
   };
   out->reset(new Sampler(std::move(manifest), std::move(impl)));
   return {};
@@ -96,10 +100,6 @@ Status Sampler::from_memory(const std::string& manifest_json, Files files, const
                             std::unique_ptr<Sampler>* out) {
   Manifest manifest;
   SPRITEGEN_TRY(Manifest::parse(manifest_json, "manifest.json (in memory)", &manifest));
-  for (const auto& entry : manifest.graphs)
-    if (!files.count(entry.second.file))
-      return bad_export("the in-memory export lacks " + entry.second.file +
-                        " (listed in its manifest.json): hand over every graph file");
   auto impl = std::make_unique<Impl>();
   SPRITEGEN_TRY(impl->init(config));
   impl->files = std::move(files);
@@ -107,7 +107,11 @@ Status Sampler::from_memory(const std::string& manifest_json, Files files, const
   Impl* state = impl.get();
   impl->read = [state](const std::string& file, std::string* bytes) {
     const auto it = state->files.find(file);
-    if (it == state->files.end()) return bad_export("the in-memory export lacks " + file);
+    if (it == state->files.end())
+      return bad_export("the in-memory export lacks " + file + ", which this run uses: hand it over to from_memory");
+    if (it->second.size() > static_cast<uint64_t>(limits::kMaxGraphBytes))
+      return bad_export("in-memory " + file + " is larger than " + std::to_string(limits::kMaxGraphBytes) +
+                        " bytes: not an ONNX graph");
     *bytes = it->second;  // a copy: the original goes once its session is built
     return Status{};
   };
@@ -136,13 +140,17 @@ Status check_options(const Manifest& m, const Options& o) {
   if (o.method == Method::ddim && (o.steps < 0 || n < 1 || n > m.timesteps))
     return invalid("DDIM needs 1 <= n <= " + std::to_string(m.timesteps) + ", got " + std::to_string(o.steps));
   if (!(o.eta >= 0.0f && o.eta <= 1.0f)) return invalid("eta must be a number in 0..1");
-  if (!(o.guidance >= 0.0f && std::isfinite(o.guidance))) return invalid("guidance must be a finite number >= 0");
+  if (!(o.guidance >= 0.0f && o.guidance <= limits::kMaxGuidance))
+    return invalid("guidance must be a finite number in 0.." + number(limits::kMaxGuidance) + " (beyond it float32 "
+                   "overflows to NaN sprites), got " + number(o.guidance));
   return {};
 }
 
 Status check_context(const Manifest& m, const Tensor& context) {
-  if (context.shape.size() != 2 || context.shape[0] < 1 || context.shape[0] > 65536 || context.shape[1] != m.n_cfeat)
-    return invalid("context must be [B, " + std::to_string(m.n_cfeat) + "] with 1 <= B <= 65536, got " +
+  if (context.shape.size() != 2 || context.shape[0] < 1 || context.shape[0] > limits::kMaxBatch ||
+      context.shape[1] != m.n_cfeat)
+    return invalid("context must be [B, " + std::to_string(m.n_cfeat) + "] with 1 <= B <= " +
+                   std::to_string(limits::kMaxBatch) + ", got " +
                    context.shape_str());
   if (context.data.size() != context.numel() || !all_finite(context.data))
     return invalid("context must hold " + std::to_string(context.numel()) + " finite values");
@@ -150,9 +158,9 @@ Status check_context(const Manifest& m, const Tensor& context) {
 }
 }  // namespace
 
-std::string Sampler::graph_for(const Options& o) const {
+std::string graph_for(const Manifest& m, const Options& o) {
   if (o.method == Method::ddpm) return "ddpm_step";
-  const bool loop_fits = ddim_steps(manifest_, o) == manifest_.ddim_loop_steps && o.eta == 0.0f;
+  const bool loop_fits = ddim_steps(m, o) == m.ddim_loop_steps && o.eta == 0.0f && m.graphs.count("ddim_loop");
   return o.use_loop && loop_fits ? "ddim_loop" : "ddim_step";
 }
 
@@ -166,8 +174,9 @@ Status Sampler::context_row(const std::vector<std::pair<std::string, float>>& we
       for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
       return invalid("unknown class '" + name + "'; valid classes: " + valid);
     }
-    if (!(weight >= 0.0f) || weight > 1e6f)
-      return invalid("weight of '" + name + "' must be a finite number >= 0, got " + std::to_string(weight));
+    if (!(weight >= 0.0f && weight <= limits::kMaxContextWeight))
+      return invalid("weight of '" + name + "' must be a finite number in 0.." + number(limits::kMaxContextWeight) +
+                     ", got " + number(weight));
     (*row)[it - names.begin()] += weight;
   }
   return {};
@@ -180,6 +189,9 @@ Status Sampler::preload(const Options& options) {
 }
 
 Status Sampler::warm_up(int64_t batch, const Options& options) {
+  if (batch < 1 || batch > limits::kMaxBatch)  // before the context it sizes is allocated
+    return invalid("warm_up batch must be in 1.." + std::to_string(limits::kMaxBatch) + ", got " +
+                   std::to_string(batch));
   SPRITEGEN_TRY(preload(options));
   Tensor sprites;
   return generate(Tensor({batch, manifest_.n_cfeat}), uint64_t{0}, options, &sprites);
@@ -256,7 +268,11 @@ Status Sampler::run(const Tensor& context, const Tensor& noise, const Options& o
   // 3. the sampler itself
   const std::string key = graph_for(options);
   SPRITEGEN_TRY(key == "ddim_loop" ? s.run_loop() : s.run_steps(key, options, pairs_for(manifest_, options)));
-  // 4. final sprites, clipped as the reference samplers return them
+  // 4. final sprites, clipped as the reference samplers return them; never NaN or Inf ones
+  if (!all_finite(s.x[s.cur]))
+    return invalid("sampling produced NaN or Inf (guidance " + number(options.guidance) + ", largest context weight " +
+                   number(*std::max_element(context.data.begin(), context.data.end())) +
+                   "): float32 overflowed; use a smaller guidance, smaller weights or standard normal noise");
   *sprites = Tensor(noise.shape);
   std::transform(s.x[s.cur].begin(), s.x[s.cur].end(), sprites->data.begin(),
                  [](float v) { return std::clamp(v, -1.0f, 1.0f); });

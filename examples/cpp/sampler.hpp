@@ -10,7 +10,7 @@
 // Nothing throws: every call that can fail returns a spritegen::Status (status.hpp), so it
 // builds and works with -fno-exceptions. It uses ONNX Runtime's C API (its C++ API throws).
 // Dependencies: onnxruntime_c_api.h (any ORT >= 1.21 at run time) and nlohmann/json.
-// Copy sampler.*, manifest.cpp, ort_state.*, noise.*, sha256.* and status.hpp; the rest of
+// The files an engine copies are listed in docs/cpp.md ("In an engine"); the rest of
 // examples/cpp is the CLI.
 #pragma once
 
@@ -43,9 +43,10 @@ enum class Method { ddim, ddpm };
 struct Options {
   Method method = Method::ddim;
   int steps = 0;          // DDIM steps n, 1..T; 0 = the manifest's ddim_loop_steps, the export's
-                          // default (spritegen's DDIM_DEFAULT_STEPS); DDPM always takes all T steps
+                          // default (contract.DDIM_DEFAULT_STEPS without a loop graph); DDPM: all T
   float eta = 0.0f;       // DDIM stochasticity: 0 = the course's deterministic DDIM
-  float guidance = 0.0f;  // classifier-free guidance weight w: eps = (1+w) eps(c) - w eps(0)
+  float guidance = 0.0f;  // classifier-free guidance weight w in 0..limits::kMaxGuidance:
+                          // eps = (1+w) eps(c) - w eps(0)
   bool use_loop = true;   // DDIM: run ddim_loop.onnx (one call) when n and eta allow it
 };
 
@@ -54,13 +55,18 @@ struct Config {
   bool spin = false;   // idle ORT threads busy-wait (only on cores nothing else needs)
 };
 
-// What this program needs from manifest.json.
+// What this program needs from manifest.json, every number bounded as the Python runtime
+// bounds it (contract_limits.hpp, generated from spritegen.runtime.limits).
 struct Manifest {
+  std::string format;       // contract.MANIFEST_FORMAT
   int timesteps = 0;        // T
+  double beta1 = 0.0, beta2 = 0.0;  // the schedule's ends (checked against the graphs' metadata)
   int channels = 0;         // C
   int height = 0;           // H = W
+  int n_feat = 0;           // checked against the graphs' metadata only
   int n_cfeat = 0;          // K, context length
-  int ddim_loop_steps = 0;  // n baked into ddim_loop.onnx
+  int ddim_loop_steps = 0;  // n baked into ddim_loop.onnx (DDIM's default n)
+  std::string checkpoint_sha256;  // provenance.checkpoint_sha256 (or .sha256); empty: not recorded
   std::vector<std::string> class_names;  // in context-vector order
   struct Graph {
     std::string file;
@@ -68,23 +74,32 @@ struct Manifest {
     std::vector<std::string> inputs;  // in the graph's order
     std::string output;
   };
-  std::map<std::string, Graph> graphs;  // "ddim_step", "ddpm_step", "ddim_loop"
+  // The graphs the manifest lists, by key ("ddim_step", "ddpm_step", "ddim_loop"; the table of
+  // known graphs is in manifest.cpp). An export may omit some; a run needing one is refused.
+  std::map<std::string, Graph> graphs;
 
   // Parses manifest.json text; `where` names it in messages. Refuses a noise generator
   // other than spritegen-normal v1 (a manifest without "noise" predates the record: v1).
   static Status parse(const std::string& json_text, const std::string& where, Manifest* out);
 };
 
+// Which graph a run with these options uses: "ddim_loop" (DDIM at the manifest's
+// ddim_loop_steps, eta 0, use_loop), "ddim_step" or "ddpm_step". A caller that opens an
+// export from memory hands over only this graph's file.
+std::string graph_for(const Manifest& manifest, const Options& options);
+
 // File name -> bytes: an export handed over in memory (the manifest's graph files).
 using Files = std::map<std::string, std::string>;
 
 class Sampler {
  public:
-  // An export directory. Checks that the manifest is valid and every graph file is there;
-  // each graph's sha256 is checked when it is first opened (or in preload/warm_up).
+  // An export directory. Checks the manifest; each graph is read and checked (regular file,
+  // sha256, its own metadata against the manifest) when first used (or in preload/warm_up),
+  // so only the graphs a game uses are ever read.
   static Status open(const std::string& export_dir, const Config& config, std::unique_ptr<Sampler>* out);
-  // The same export as bytes: manifest.json's text and the graph files by name. The
-  // sampler owns the bytes and drops each graph's once its session is built.
+  // The same export as bytes: manifest.json's text and the graph files by name, only those the
+  // caller will use (graph_for; e.g. just ddim_step.onnx). The sampler owns the bytes and drops
+  // each graph's once its session is built; a run needing a graph not handed over is refused.
   static Status from_memory(const std::string& manifest_json, Files files, const Config& config,
                             std::unique_ptr<Sampler>* out);
   ~Sampler();
@@ -113,8 +128,8 @@ class Sampler {
   Status context_row(const std::vector<std::pair<std::string, float>>& weights, std::vector<float>* row) const;
 
   const Manifest& manifest() const { return manifest_; }
-  // Which graph generate() runs for these options: "ddim_loop", "ddim_step" or "ddpm_step".
-  std::string graph_for(const Options& options) const;
+  // Which graph generate() runs for these options (the free graph_for on this manifest).
+  std::string graph_for(const Options& options) const { return spritegen::graph_for(manifest_, options); }
 
  private:
   struct Impl;
