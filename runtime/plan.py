@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,9 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    steps: tuple[Step, ...]
+    """The steps of one call, in order: `Step`s here, `runtime.solver.SolverStep`s for the solvers."""
+
+    steps: tuple[Any, ...]
 
     @property
     def kept(self) -> int:

@@ -59,18 +59,22 @@ class UnetRunner:
         self.weight = weight
 
     def _step(self, step: Step, noise: Noise) -> None:
-        x = self.x.host[:self.batch]  # (B, C, H, W): the state, updated in place
-        self.t.host.fill(step.t)
+        eps = self._predict(step.t)
+        if step.noisy:
+            noise.fill(step.i, self.z)
+        update(self.state(), eps, step, self.z if step.noisy else None, self.tmp)
+
+    def _predict(self, t: np.float32) -> np.ndarray:
+        """eps (B, C, H, W) of the current state at time t, guidance mixed in."""
+        x = self.x.host[:self.batch]  # (B, C, H, W): the state
+        self.t.host.fill(t)
         self.t.push()
         if self.guided:
             self.x.host[self.batch:] = x  # rows B..2B-1 see the same state with zero context
         self.x.push()
         self.binding.run()
         eps = self.eps.pull()
-        eps = mix_guidance(eps, self.batch, self.weight) if self.guided else eps
-        if step.noisy:
-            noise.fill(step.i, self.z)
-        update(x, eps, step, self.z if step.noisy else None, self.tmp)
+        return mix_guidance(eps, self.batch, self.weight) if self.guided else eps[:self.batch]
 
 
 class StepRunner:

@@ -22,8 +22,8 @@ import numpy as np
 
 from spritegen.contract import solver_triples
 from spritegen.runtime.manifest import Schedule
-from spritegen.runtime.plan import Noise, mix_guidance
-from spritegen.runtime.runners import _guided_context
+from spritegen.runtime.plan import Noise, Plan
+from spritegen.runtime.runners import UnetRunner, _guided_context
 from spritegen.runtime.session import Graph
 
 _F = np.float32
@@ -48,15 +48,6 @@ class SolverStep:
     keep: bool  # whether the state after it is kept as an intermediate
 
 
-@dataclass(frozen=True)
-class SolverPlan:
-    steps: tuple[SolverStep, ...]
-
-    @property
-    def kept(self) -> int:
-        return sum(step.keep for step in self.steps)
-
-
 def half_log_snr(ab_t: np.ndarray) -> np.ndarray:
     """lambda = (log ab - log(1 - ab)) / 2 in float64, rounded to float32 (index 0: +inf); the
     same expression as spritegen.export.schedule.half_log_snr, whose table solver_step.onnx holds."""
@@ -65,7 +56,7 @@ def half_log_snr(ab_t: np.ndarray) -> np.ndarray:
         return (0.5 * (np.log(ab) - np.log(1 - ab))).astype(_F)
 
 
-def solver_plan(schedule: Schedule, indices: tuple[int, ...], eta: float, save_rate: int | None) -> SolverPlan:
+def solver_plan(schedule: Schedule, indices: tuple[int, ...], eta: float, save_rate: int | None) -> Plan:
     """The steps over `indices` (checked by the caller: T down to 0), eta in [0, 1]."""
     T, ab = schedule.config.timesteps, schedule.ab_t
     alpha, sigma, lam = np.sqrt(ab), np.sqrt(_F(1) - ab), half_log_snr(ab)
@@ -81,50 +72,24 @@ def solver_plan(schedule: Schedule, indices: tuple[int, ...], eta: float, save_r
         steps.append(SolverStep(i, i_next, i_last, _F(i / T), alpha[i], sigma[i],
                                 _F(sigma[i_next] / sigma[i] * e ** eta32), _F(alpha[i_next] * (1 - e ** (1 + eta32))),
                                 _F(sigma[i_next] * np.sqrt(_F(1) - e ** (2 * eta32))), half_over_r, noisy, keep))
-    return SolverPlan(tuple(steps))
+    return Plan(tuple(steps))
 
 
-class SolverUnetRunner:
-    """eps from unet.onnx, the solver update in numpy (module doc); state x and m."""
+class SolverUnetRunner(UnetRunner):
+    """eps from unet.onnx (UnetRunner), the solver update in numpy (module doc); state x and m."""
 
     def __init__(self, graph: Graph, batch: int, image: tuple[int, ...], classes: int, guided: bool) -> None:
-        rows = 2 * batch if guided else batch  # GB
-        self.batch, self.guided, self.weight = batch, guided, 0.0
-        self.x, self.eps = graph.buffer((rows, *image)), graph.buffer((rows, *image))
-        self.t, self.c = graph.buffer((rows,)), graph.buffer((rows, classes))
+        super().__init__(graph, batch, image, classes, guided)
         self.m = np.empty((batch, *image), np.float32)  # the previous step's x0 prediction
         self.x0 = np.empty((batch, *image), np.float32)
-        self.z = np.empty((batch, *image), np.float32)  # the step's noise
-        self.binding = graph.bind({"x": self.x, "t": self.t, "c": self.c, "eps": self.eps})
-        self._device = graph.on_device
 
     def start(self, x_T: np.ndarray, context: np.ndarray, weight: float, eta: float = 0.0) -> None:
-        self._device(self._start, x_T, context, weight)
-
-    def step(self, step: SolverStep, noise: Noise) -> None:
-        self._device(self._step, step, noise)
-
-    def state(self) -> np.ndarray:
-        return self.x.host[:self.batch]
-
-    def _start(self, x_T: np.ndarray, context: np.ndarray, weight: float) -> None:
-        np.copyto(self.x.host[:self.batch], x_T)
-        np.copyto(self.c.host, _guided_context(context, self.guided))
-        self.c.push()
-        self.weight = weight
+        super().start(x_T, context, weight)  # eta is in the plan's coefficients
 
     def _step(self, step: SolverStep, noise: Noise) -> None:
-        x = self.x.host[:self.batch]  # (B, C, H, W): the state, updated in place
-        self.t.host.fill(step.t)
-        self.t.push()
-        if self.guided:
-            self.x.host[self.batch:] = x  # rows B..2B-1 see the same state with zero context
-        self.x.push()
-        self.binding.run()
-        eps = self.eps.pull()
-        eps = mix_guidance(eps, self.batch, self.weight) if self.guided else eps
-        x0, d = self.x0, self.m
-        np.multiply(eps[:self.batch], step.sigma, out=x0)
+        eps = self._predict(step.t)
+        x, x0, d = self.state(), self.x0, self.m
+        np.multiply(eps, step.sigma, out=x0)
         np.subtract(x, x0, out=x0)
         np.divide(x0, step.alpha, out=x0)  # x0 = (x - sigma_i eps) / alpha_i
         if step.half_over_r:
