@@ -149,6 +149,18 @@ def test_sampler_options_it_does_not_take_exit_2_naming_what_is_allowed(export_d
     assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["--sampler", "ddpm", "--eta", "0.5"], "--sampler ddpm takes no --eta"),
+    (["--sampler", "ddpm", "--n", "5", "--eta", "0.5"], "--sampler ddpm takes no --n or --eta"),
+])
+def test_sampler_options_are_refused_before_the_export_is_opened(tmp_path: Path, args: list[str], expected: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _run("sample", "-e", tmp_path / "no-export", "--num", "1", *args)
+    assert result.exit_code == 2 and expected in " ".join(result.output.replace("│", " ").split()), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_version_and_flag_help() -> None:
     from spritegen import __version__
 
@@ -170,8 +182,6 @@ def test_version_and_flag_help() -> None:
     (["--out", "missing/dir/grid.png"], "does not exist"),
     (["--out", "x" * 300 + ".png"], "cannot write"),
     (["--out", "link.png"], "refusing to write link.png: it is a symlink"),
-    (["--sampler", "ddpm", "--eta", "0.5"], "--eta is a DDIM option"),
-    (["--sampler", "ddpm", "--n", "5", "--eta", "0.5"], "--n and --eta are DDIM options"),
 ])
 def test_outputs_and_options_are_refused_before_the_export_is_opened(tmp_path: Path, args: list[str],
                                                                       expected: str,
@@ -213,7 +223,8 @@ def test_requests_are_refused_before_sampling(export_dir: Path, tmp_path: Path, 
 def test_sample_out_extension_decides_the_format(export_dir: Path, tmp_path: Path) -> None:
     gif, npy = tmp_path / "grid.gif", tmp_path / "grid.npy"
     for out in (gif, npy):
-        result = _run("sample", "-e", export_dir, "-c", "hero", "--num", "2", "--n", "2", "--seed", "1", "-o", out)
+        result = _run("sample", "-e", export_dir, "-c", "hero", "--num", "2", "--sampler", "ddim", "--n", "2", "--seed",
+                      "1", "-o", out)
         assert result.exit_code == 0, result.output
     with Image.open(gif) as picture:
         assert picture.format == "GIF"
@@ -300,7 +311,7 @@ def test_mix_bad_blend(export_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
 # ------------------------------------------- no --export-dir: the bundled model's cache
 @pytest.fixture()
 def bundled_key() -> str:
-    """The cache key of the bundled checkpoint: its sha256 (16 hex) and the spritegen version."""
+    """The cache key of the bundled checkpoint: the sha256 (16 hex) of it and its shipped fit, and the version."""
     from spritegen import __version__
     from spritegen.cache import bundled_checkpoint, cache_key
     from spritegen.errors import ExportDirError
@@ -310,7 +321,8 @@ def bundled_key() -> str:
     except ExportDirError:
         pytest.skip("the bundled demo checkpoint (export/demo/context_model.pth) is not built yet")
     key = cache_key(path)
-    assert key == f"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}-v{__version__}"
+    fit = path.parent / "fast.json"  # the shipped few-step fit, which the cached export's manifest carries
+    assert key == f"{hashlib.sha256(path.read_bytes() + fit.read_bytes()).hexdigest()[:16]}-v{__version__}"
     return key
 
 
