@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -261,8 +262,12 @@ def test_compare_writes_png_and_offline_wandb_table(export_dir: Path, tmp_path: 
     assert len(table["data"]) == 2
     assert [row[5] for row in table["data"]] == ["hero", "food"]
     assert all(all(seconds > 0 for seconds in row[6:]) for row in table["data"])
-    run_log = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()  # the run's binary record log
-    assert b"dlai_sprite_diffusion" in run_log and b"samplers_battle" in run_log  # project and job type
+    run_log = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))  # the run's binary record log
+    for _ in range(300):  # wandb's service may still be writing it after the run closed: wait until it has
+        if b"samplers_battle" in run_log.read_bytes():  # the job type (bounded: 30 s)
+            break
+        time.sleep(0.1)
+    assert b"dlai_sprite_diffusion" in run_log.read_bytes() and b"samplers_battle" in run_log.read_bytes()
 
 
 def test_compare_no_wandb_writes_only_the_png(export_dir: Path, tmp_path: Path,
@@ -331,7 +336,7 @@ def test_sample_without_export_dir_uses_the_cached_export(export_dir: Path, tmp_
     cache = tmp_path / "cache"
     copy_export(export_dir, cache / "exports" / bundled_key)
     monkeypatch.delenv("SPRITEGEN_EXPORT_DIR", raising=False)
-    result = _run("sample", "-c", "hero", "--num", "1", "--n", "3", "-o", tmp_path / "s.png",
+    result = _run("sample", "-c", "hero", "--num", "1", "--sampler", "ddim", "--n", "3", "-o", tmp_path / "s.png",
                   env={"SPRITEGEN_CACHE_DIR": str(cache)})
     assert result.exit_code == 0, result.output
     assert "creating" not in result.stderr  # found in the cache: no export run
@@ -364,7 +369,7 @@ def test_damaged_cached_export_is_rebuilt(export_dir: Path, tmp_path: Path, bund
 
     monkeypatch.setattr(exporter, "export", fake_export)
     monkeypatch.delenv("SPRITEGEN_EXPORT_DIR", raising=False)
-    result = _run("sample", "-c", "hero", "--num", "1", "--n", "2", "-o", tmp_path / "s.png",
+    result = _run("sample", "-c", "hero", "--num", "1", "--sampler", "ddim", "--n", "2", "-o", tmp_path / "s.png",
                   env={"SPRITEGEN_CACHE_DIR": str(cache)})
     assert result.exit_code == 0, result.output
     assert rebuilt == [target] and "is damaged" in result.stderr
