@@ -13,7 +13,6 @@ threads finish, then exits; the process then returns normally (exit status 0).
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sysconfig
@@ -23,9 +22,10 @@ from pathlib import Path
 
 from spritegen.errors import SpriteGenError
 from spritegen.runtime import Sampler
-from spritegen.serving.binding import QuietRefusals, make_infer
+from spritegen.serving import pytriton_patch
+from spritegen.serving.binding import make_infer
 from spritegen.serving.options import ServeOptions
-from spritegen.serving.schema import MODELS, SAMPLERS, Schema, schema
+from spritegen.serving.schema import MODELS, SAMPLERS, Schema, published, schema
 
 
 def libpython_dir() -> str | None:
@@ -59,7 +59,7 @@ def serving_schema(sampler: Sampler) -> Schema:
 def start(sampler: Sampler, options: ServeOptions):
     """A running `pytriton.triton.Triton` serving MODELS from `sampler` (caller stops it)."""
     try:
-        from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor
+        from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
         from pytriton.triton import Triton, TritonConfig
     except ImportError as exc:
         raise SpriteGenError(f"serving needs the serve extra ({exc.name} is missing): "
@@ -68,13 +68,18 @@ def start(sampler: Sampler, options: ServeOptions):
                           grpc_port=options.grpc_port, metrics_address=options.host,
                           metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s,
                           log_verbose=0)
-    logging.getLogger("pytriton.proxy.inference").addFilter(QuietRefusals())
+    pytriton_patch.apply()
     io = serving_schema(sampler)
-    batcher = DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us,
-                             default_queue_policy=QueuePolicy(max_queue_size=options.max_queue_size))
+    # A request waits in the queue at most its own timeout (tritonclient sends the client's), else
+    # queue_timeout_s: a request whose client gave up is rejected there, never computed.
+    policy = QueuePolicy(max_queue_size=options.max_queue_size, timeout_action=TimeoutAction.REJECT,
+                         default_timeout_microseconds=options.queue_timeout_s * 1_000_000,
+                         allow_timeout_override=True)
+    batcher = DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us, default_queue_policy=policy)
     triton = Triton(config=config)
     try:
         for kind in SAMPLERS:
+            pytriton_patch.publish(MODELS[kind], published(io, tuple(sampler.class_names), options.max_batch_size))
             infer = make_infer(sampler, kind, io, options.max_batch_size)
             triton.bind(
                 model_name=MODELS[kind], infer_func=[infer] * options.instances,
