@@ -57,14 +57,14 @@ def serve(
         sampler = Sampler.load(source, provider=provider, threads=threads, spin=spin, precision=precision,
                                open_all=True)
         try:
-            triton = server.start(sampler, options)
+            service = server.start(sampler, options)
         except KeyboardInterrupt:
             typer.echo("stopped while starting", err=True)
             return
         typer.echo(f"serving {', '.join(server.MODELS.values())} from {sampler.manifest.directory} on "
                    f"http://{host}:{http_port} (gRPC {host}:{grpc_port}, metrics http://{host}:{metrics_port}"
                    "/metrics); SIGTERM or Ctrl-C stops", err=True)
-        server.serve_forever(triton)
+        server.serve_forever(service)
         typer.echo("stopped", err=True)
 
 
