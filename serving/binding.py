@@ -15,6 +15,7 @@ a non-empty `error` output into that request's own error status):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from spritegen.errors import SpriteGenError
 from spritegen.runtime import Sampler
 from spritegen.serving import batching, requests
-from spritegen.serving.schema import Schema
+from spritegen.serving.metrics import METRICS
+from spritegen.serving.schema import MODELS, Schema
 
 LOG = logging.getLogger("spritegen.serving")
 MAX_REASON = 400  # characters of a refusal's line
@@ -40,25 +42,37 @@ class ServiceFailure(Exception):
 
 def make_infer(sampler: Sampler, kind: str, schema: Schema, max_batch: int) -> Callable[[Sequence[Mapping]], list]:
     """The callable PyTriton binds for model `kind` (a name in serving.schema.SAMPLERS)."""
-    names = tuple(sampler.class_names)
+    names, model = tuple(sampler.class_names), MODELS[kind]
 
     def infer(batch: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        parsed: list[list[requests.Row] | str] = []
-        for request in batch:
-            try:
-                parsed.append(requests.parse(request, kind, schema, names))
-            except SpriteGenError as exc:
-                parsed.append(_one_line(exc))
-                LOG.info("refused: %s", parsed[-1])
-        rows = [row for p in parsed if not isinstance(p, str) for row in p]
+        METRICS.started(model, len(batch))
+        began, outcomes, rows = time.perf_counter(), {"ok": 0, "refused": 0, "failed": 0}, []
         try:
-            sprites = iter(batching.sample_rows(sampler, rows, max_batch) if rows else [])
-        except Exception as exc:  # ours, not the client's: log it whole, send one line
-            LOG.exception("sampling %d rows failed", len(rows))
-            raise ServiceFailure(f"the {kind} sampler failed ({type(exc).__name__}); see the server's log") from None
-        return [_refusal(p) if isinstance(p, str) else _outputs([next(sprites) for _ in p]) for p in parsed]
+            parsed = [_parse(request, kind, schema, names) for request in batch]
+            rows = [row for p in parsed if not isinstance(p, str) for row in p]
+            outcomes["refused"] = sum(isinstance(p, str) for p in parsed)
+            try:
+                sprites = iter(batching.sample_rows(sampler, rows, max_batch) if rows else [])
+            except Exception as exc:  # ours, not the client's: log it whole, send one line
+                LOG.exception("sampling %d rows failed", len(rows))
+                raise ServiceFailure(f"the {kind} sampler failed ({type(exc).__name__}); see the server's log") from None
+            outcomes["ok"] = len(batch) - outcomes["refused"]
+            return [_refusal(p) if isinstance(p, str) else _outputs([next(sprites) for _ in p]) for p in parsed]
+        finally:
+            outcomes["failed"] = len(batch) - outcomes["ok"] - outcomes["refused"]
+            METRICS.finished(model, outcomes, len(rows), time.perf_counter() - began)
 
     return infer
+
+
+def _parse(request: Mapping[str, np.ndarray], kind: str, schema: Schema,
+           names: tuple[str, ...]) -> list[requests.Row] | str:
+    """The request's rows, or its refusal's line."""
+    try:
+        return requests.parse(request, kind, schema, names)
+    except SpriteGenError as exc:
+        LOG.info("refused: %s", _one_line(exc))
+        return _one_line(exc)
 
 
 def _one_line(exc: SpriteGenError) -> str:

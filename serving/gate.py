@@ -9,7 +9,7 @@ listens on a loopback port only the gate knows, and the gate, before forwarding 
 - for an inference request, reads its JSON header and refuses (400, one line) any input
   whose declared shape holds more elements than max_batch_size rows of the schema allow.
 
-Everything else (health, metadata, model config, the rest of KServe v2) passes through
+It also answers GET /metrics itself (serving.metrics). Everything else (health, metadata, model config, the rest of KServe v2) passes through
 unchanged, one upstream connection per client connection. gRPC needs no gate: Triton
 checks shapes against max_batch_size before allocating there (tests/test_serving.py
 measures both), and gRPC bounds a message at 2 GiB.
@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from spritegen.errors import shown
+from spritegen.serving.metrics import METRICS
 from spritegen.serving.schema import Schema
 
 HEAD_LIMIT = 64 * 1024  # bytes of a request line and headers
@@ -103,6 +104,8 @@ class Gate:
                 forward, close = await self._request(head, reader, writer)
                 if forward is None:
                     return
+                if not forward:
+                    continue  # answered here (/metrics)
                 if upstream is None:
                     upstream = await asyncio.open_connection("127.0.0.1", self.upstream, limit=HEAD_LIMIT)
                 upstream[1].write(forward)
@@ -129,6 +132,12 @@ class Gate:
                                               f"{self.bounds.max_body}; send fewer sprites per request"), True
         body = await asyncio.wait_for(reader.readexactly(length), IDLE_S)
         parts = line.split(b" ")
+        if len(parts) == 3 and parts[0] == b"GET" and parts[1].split(b"?")[0] == b"/metrics":
+            text = METRICS.text().encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: "
+                         + str(len(text)).encode() + b"\r\n\r\n" + text)
+            await writer.drain()
+            return b"", False
         if len(parts) == 3 and parts[0] == b"POST" and INFER_PATH.match(parts[1].split(b"?")[0]):
             header_length = headers.get("inference-header-content-length")
             why = refusal(self.bounds, body, int(header_length) if header_length is not None else None)
@@ -149,6 +158,7 @@ def _parse_head(head: bytes) -> tuple[bytes, dict[str, str]]:
 
 async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
     """Answer as Triton does ({"error": ...}) and close: the rest of the body stays unread."""
+    METRICS.rejected(status)
     body = json.dumps({"error": message}).encode()
     reason = {400: "Bad Request", 411: "Length Required", 413: "Payload Too Large"}[status]
     writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -160,7 +170,10 @@ async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> No
 async def _relay_response(upstream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
     """Copy one response from Triton to the client; whether the connection may be reused."""
     head = await upstream.readuntil(b"\r\n\r\n")
-    _, headers = _parse_head(head)
+    status, headers = _parse_head(head)
+    code = status.split(b" ")[1:2]
+    if code in ([b"503"], [b"400"]):
+        METRICS.rejected(int(code[0]))
     writer.write(head)
     if "content-length" in headers:
         writer.write(await upstream.readexactly(int(headers["content-length"])))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from spritegen.runtime import Sampler
 from spritegen.serving import preflight, pytriton_patch
 from spritegen.serving.binding import make_infer
 from spritegen.serving.gate import Bounds, Gate
+from spritegen.serving.metrics import METRICS
 from spritegen.serving.options import ServeOptions
 from spritegen.serving.schema import MODELS, SAMPLERS, Field, Schema, published, schema
 from spritegen.serving.watchdog import Watchdog, descendants
@@ -151,6 +153,9 @@ def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so both take the same orderly path:
     PyTriton's serve loop stops the server on it, and startup cleans up on it."""
     def interrupt(signum: int, frame: object) -> None:
+        # the in-flight count as the service saw it at the signal (what tests wait on, not time)
+        sys.stderr.write(f"stopping: {METRICS.in_flight()} request(s) in flight finish first\n")
+        sys.stderr.flush()
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
