@@ -28,7 +28,14 @@ SAMPLER_ARGS: dict[str, tuple[str, ...]] = {
     "ddpm": (),
 }
 SAMPLERS = tuple(SAMPLER_ARGS)
-MODELS = {name: f"spritegen_{name}" for name in SAMPLERS}  # Triton model name per sampler
+
+
+def model_name(sampler: str) -> str:
+    """The Triton model serving `sampler`."""
+    return f"spritegen_{sampler}"
+
+
+MODELS = {name: model_name(name) for name in SAMPLERS}
 SEED_DTYPE = np.dtype(np.uint64)  # seeds are 64-bit (the runtime's noise generator keys)
 UNCONDITIONAL = "unconditional"  # class_name of a zero context row, as the CLI spells it
 DEFAULTS = {"n": DDIM_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}  # when a request omits them

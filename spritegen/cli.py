@@ -127,17 +127,15 @@ def sample(
         ddim_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
-        runtime = _remote(server) if server is not None else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = (_remote(server, max_batch) if server is not None else
+                   _open(export_dir, provider, threads, impl, spin, precision, max_batch))
         names = _class_list(classes, runtime.class_names)
         rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
-        if server is not None:  # the service checks the request (and refuses --gif: final sprites only)
-            n = DDIM_DEFAULT_STEPS if n is None else n
-        else:
-            check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
-            if sampler is SamplerName.ddim:
-                n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
-            frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
-            images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
+        check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")  # --server too: what the
+        if sampler is SamplerName.ddim:                                               # service publishes
+            n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
+        frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
+        images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
         with _progress(f"{sampler.value}") as progress:
@@ -295,9 +293,9 @@ def _report(paths: list[Path], summary: str) -> None:
     typer.echo(summary)
 
 
-def _remote(server: str):
+def _remote(server: str, max_batch: int):
     from spritegen.client import Client, RemoteSampler
-    return RemoteSampler(Client(server))
+    return RemoteSampler(Client(server), max_batch)
 
 
 def _say(message: str) -> None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -126,3 +127,40 @@ def _rss(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+@contextmanager
+def trickling_server(every_s: float = 0.2) -> Iterator[int]:
+    """A raw socket server on 127.0.0.1 that answers any request with a 200 promising a
+    megabyte, then sends one byte every `every_s` seconds (a body that never finishes);
+    its port. Stopped (and its connections closed) on exit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+                while not stop.wait(every_s):
+                    conn.sendall(b" ")
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join(timeout=5)
+        listener.close()
