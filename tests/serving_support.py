@@ -164,3 +164,49 @@ def trickling_server(every_s: float = 0.2) -> Iterator[int]:
         stop.set()
         acceptor.join(timeout=5)
         listener.close()
+
+
+def published_config(max_batch_size: int = 32) -> dict:
+    """A model config as `spritegen serve` publishes it for the course's model and schedule."""
+    from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
+    from spritegen.serving.schema import published, schema
+
+    io = schema(ModelConfig(), ScheduleConfig.timesteps)
+    return {"parameters": {k: {"string_value": v} for k, v in published(io, CLASS_NAMES, max_batch_size).items()}}
+
+
+@contextmanager
+def foreign_server(outputs: list[dict]) -> Iterator[int]:
+    """A server on 127.0.0.1 that publishes the course's schema but answers every inference
+    with `outputs` (KServe v2 JSON tensors): a server that does not serve what it says; its port."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._send(published_config() if self.path.endswith("/config") else {})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send({"model_name": "spritegen_ddim", "outputs": outputs})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
