@@ -42,11 +42,13 @@ class Bounds:
 
     elements: Mapping[str, int]  # input name -> max elements (max_batch_size rows)
     max_body: int
+    max_batch_size: int
 
     @classmethod
     def of(cls, io: Schema, max_batch_size: int) -> "Bounds":
         elements = {f.name: max_batch_size * math.prod(f.shape) for f in io.inputs}
-        return cls(elements=elements, max_body=HEAD_LIMIT + JSON_BYTES_PER_ELEMENT * sum(elements.values()))
+        return cls(elements=elements, max_body=HEAD_LIMIT + JSON_BYTES_PER_ELEMENT * sum(elements.values()),
+                   max_batch_size=max_batch_size)
 
 
 def refusal(bounds: Bounds, body: bytes, header_length: int | None) -> str | None:
@@ -66,8 +68,8 @@ def refusal(bounds: Bounds, body: bytes, header_length: int | None) -> str | Non
             return f"input {shown(name)} has shape {shown(shape)}; a shape is a list of non-negative integers"
         limit = bounds.elements.get(name, biggest) if isinstance(name, str) else biggest
         if math.prod(shape) > limit:
-            return (f"input {shown(name)} declares shape {shown(shape)}: more than {limit} elements "
-                    "(max_batch_size rows); send fewer sprites per request")
+            return (f"input {shown(name)} declares shape {shown(shape)}, more than the {limit} elements of "
+                    f"{bounds.max_batch_size} rows: batch-size must be <= {bounds.max_batch_size} here")
     return None
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spritegen.serving.schema import MODELS
+from spritegen.serving.watchdog import descendants
 
 STARTUP_S = 90.0  # Triton starts in ~3.5 s on a quiet 2-core machine; a busy one is far slower
 STOP_S = 30.0
@@ -69,7 +70,11 @@ class Server:
 
     def rss_kib(self) -> int:
         """Resident memory of the server process and its children (tritonserver, stub), KiB."""
-        return sum(_rss(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+        return sum(_rss(pid) for pid in [self.process.pid, *descendants(self.process.pid)])
+
+    def peak_rss_kib(self) -> int:
+        """Peak resident memory (VmHWM) of the server process and its children, KiB."""
+        return sum(_rss(pid, "VmHWM:") for pid in [self.process.pid, *descendants(self.process.pid)])
 
     def stop(self) -> int:
         """SIGTERM, wait (bounded), SIGKILL the group if still alive; the exit status."""
@@ -106,23 +111,10 @@ def running_server(export_dir: Path, log_dir: Path, *options: str) -> Iterator[S
         server.stop()
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        found += [int(c) for c in children]
-        todo += [int(c) for c in children]
-    return found
-
-
-def _rss(pid: int) -> int:
+def _rss(pid: int, field: str = "VmRSS:") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass

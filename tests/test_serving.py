@@ -3,14 +3,22 @@ these tests, driven through spritegen.client over HTTP and gRPC, stopped by them
 
 One module server answers most tests (startup costs seconds); the overload and SIGTERM
 tests share a second one started with a one-request queue, which the SIGTERM test stops.
+No test depends on the machine's speed: waits poll a state the server reports (readiness,
+its /metrics, its log), with bounds only against hangs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +28,12 @@ import pytest
 from spritegen.client import Client, ServerBusy
 from spritegen.errors import InputError
 from spritegen.runtime import Sampler
-from tests.serving_support import Server, running_server
+from spritegen.serving.watchdog import descendants
+from tests.serving_support import Server, free_ports, running_server
 from tests.tolerances import BATCHING_ATOL
 
 MAX_BATCH = 8
+STARTED_BOUND_S = 300  # a bound on a hang for waits on the server; no test depends on reaching it
 CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
 
@@ -178,31 +188,103 @@ def test_malformed_request_is_refused_with_its_reason(client: Client, kind: str,
     with pytest.raises(InputError) as info:
         client.infer(kind, inputs)
     assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
-    assert "Traceback" not in str(info.value)
+    assert not any(leak in str(info.value) for leak in ("Traceback", "/tmp", "model.py")), str(info.value)
     assert client.ddim(["hero"], n=1, seed=5).sprites.shape == (1, 3, 16, 16)  # the next valid one succeeds
 
 
 def test_bad_request_batched_with_good_ones_spoils_nothing(served: Server, sampler: Sampler) -> None:
-    """A refused request merged with valid ones: they get their sprites, it gets its line."""
+    """A refused request merged with valid ones (fewer executions than requests): they get
+    their sprites, it gets its own error status (HTTP 400) and no outputs at all."""
     contexts = ["hero", "food", "dragon", "spell"]
+    before = _counters(served)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(_one, served, ctx, 9, n=3) for ctx in contexts]
+        futures = [pool.submit(_one, served, ctx, 9, n=3) if ctx != "dragon" else pool.submit(_raw_json, served, ctx)
+                   for ctx in contexts]
+    assert _counters(served)["executions"] - before["executions"] < 4  # the refused one was merged too
     for ctx, future in zip(contexts, futures):
         if ctx == "dragon":
-            with pytest.raises(InputError, match="unknown class 'dragon'"):
-                future.result()
+            status, answer = future.result()
+            assert status == 400 and set(answer) == {"error"}, (status, answer)
+            assert answer["error"].startswith("unknown class 'dragon'")
         else:
             assert np.abs(future.result().sprites - sampler.ddim([ctx], seed=9, n=3)).max() <= BATCHING_ATOL
 
 
+def _raw_json(server: Server, class_name: str) -> tuple[int, dict]:
+    """One ddim request as plain KServe v2 JSON: (HTTP status, the decoded answer)."""
+    body = json.dumps({"inputs": [
+        {"name": "class_name", "shape": [1, 1], "datatype": "BYTES", "data": [class_name]},
+        {"name": "seed", "shape": [1, 1], "datatype": "UINT64", "data": [9]},
+        {"name": "n", "shape": [1, 1], "datatype": "INT64", "data": [3]}]}).encode()
+    return _post(server, "/v2/models/spritegen_ddim/infer", body)
+
+
+def _post(server: Server, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://{server.url}{path}", data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_declared_sizes_are_refused_before_anything_is_allocated(served: Server, client: Client) -> None:
+    """~100-byte requests declaring a billion rows (HTTP JSON, gRPC) and a 9 GB Content-Length
+    are refused, the server's peak resident memory does not move, and it serves on."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    peak = served.peak_rss_kib()
+    huge = {"inputs": [{"name": "context", "shape": [1_000_000_000, 5], "datatype": "FP32", "data": [1, 0, 0, 0, 0]}]}
+    status, answer = _post(served, "/v2/models/spritegen_ddim/infer", json.dumps(huge).encode())
+    assert status == 400 and "batch-size must be <= 8" in answer["error"], answer
+    status, answer = _post(served, "/v2/models/spritegen_ddim/infer", b"{}", {"Content-Length": str(9 << 30)})
+    assert status == 413 and "send fewer sprites" in answer["error"], answer
+    with grpc.insecure_channel(f"127.0.0.1:{served.grpc}") as channel:
+        request = service_pb2.ModelInferRequest(model_name="spritegen_ddim")
+        tensor = request.inputs.add(name="context", datatype="FP32", shape=[1_000_000_000, 5])
+        request.raw_input_contents.append(np.ones(5, np.float32).tobytes())
+        with pytest.raises(grpc.RpcError) as info:
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=120)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "batch-size must be <= 8" in info.value.details()
+        del tensor
+    grown = served.peak_rss_kib() - peak
+    print(f"peak RSS of the server's processes grew {grown / 1024:.1f} MiB over three billion-row requests")
+    assert grown < 64 * 1024  # the JSON request alone would have made Triton allocate 20 GB
+    assert client.ddim(["hero"], n=1, seed=5).sprites.shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_huge_class_name_is_refused_with_a_short_line(served: Server, protocol: str) -> None:
+    """A 10 MB class name: refused with a line that echoes none of it; the next request is served."""
+    with Client(served.url if protocol == "http" else served.grpc_url) as c:
+        with pytest.raises(InputError) as info:
+            c.infer("ddim", _rows(class_name=np.array([[b"x" * 10_000_000]], dtype=object)))
+        assert "class names are at most 64 characters" in str(info.value) and len(str(info.value)) < 300
+        assert c.ddim(["hero"], n=1, seed=5).sprites.shape == (1, 3, 16, 16)
+
+
 def test_metrics_count_successes_and_failures(served: Server, client: Client) -> None:
-    before = _counters(served)
+    before, ours = _counters(served), _ours(served)
     client.ddim(["hero"], n=1, seed=1)
     with pytest.raises(InputError):
         client.ddim(["dragon"], n=1, seed=1)
-    after = _counters(served)
+    after, now = _counters(served), _ours(served)
     assert after["success"] - before["success"] == 1
-    assert after["failure"] - before["failure"] == 1
+    assert now['spritegen_requests_total{model="spritegen_ddim",outcome="ok"}'] - \
+        ours.get('spritegen_requests_total{model="spritegen_ddim",outcome="ok"}', 0) == 1
+    assert now['spritegen_requests_total{model="spritegen_ddim",outcome="refused"}'] - \
+        ours.get('spritegen_requests_total{model="spritegen_ddim",outcome="refused"}', 0) == 1
+    assert now['spritegen_batch_rows_count{model="spritegen_ddim"}'] > ours.get(
+        'spritegen_batch_rows_count{model="spritegen_ddim"}', 0)
+
+
+def _ours(server: Server) -> dict[str, float]:
+    """The service's own metrics (serving.metrics), series -> value."""
+    with urllib.request.urlopen(f"http://{server.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
 
 
 def test_soak_memory_is_stable(served: Server) -> None:
@@ -245,18 +327,73 @@ def test_overload_is_rejected_at_once_then_serves(tiny: Server, sampler: Sampler
         outcomes = list(pool.map(attempt, range(48)))
     assert set(outcomes) <= {"ok", "busy"}  # anything else raised out of attempt()
     assert outcomes.count("busy") > 0 and outcomes.count("ok") > 0, outcomes
+    assert _ours(tiny).get('spritegen_rejected_total{status="503"}', 0) >= 1  # HTTP rejections are counted
     with Client(tiny.url) as c:
         assert np.abs(c.ddim(["food"], n=5, seed=4).sprites - sampler.ddim(["food"], n=5, seed=4)).max() <= BATCHING_ATOL
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tiny: Server) -> None:
+    """SIGTERM once the service itself says a request is in flight (its /metrics gauge, and
+    the count it prints at the signal): that request still gets its sprite, the exit is 0."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_one, tiny, "hero", 1, n=150)  # ~0.3-2 s of work
-        time.sleep(0.3)
-        assert not pending.done()
+        pending = pool.submit(_one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
+        deadline = time.monotonic() + STARTED_BOUND_S
+        while _ours(tiny).get('spritegen_in_flight{model="spritegen_ddim"}', 0) < 1:
+            assert not pending.done(), "the request finished before the service reported it in flight"
+            assert time.monotonic() < deadline, "the service never reported the request in flight"
+            time.sleep(0.005)
         tiny.process.send_signal(signal.SIGTERM)
-        began = time.monotonic()
-        assert pending.result(timeout=60).sprites.shape == (1, 3, 16, 16)
-        status = tiny.process.wait(timeout=30)
-    print(f"SIGTERM: exited {status} {time.monotonic() - began:.1f} s after the signal")
-    assert status == 0
+        assert pending.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
+        status = tiny.process.wait(timeout=STARTED_BOUND_S)
+    said = re.findall(r"stopping: (\d+) request\(s\) in flight", tiny.log.read_text())
+    print(f"SIGTERM: the service had {said} request(s) in flight, exited {status}")
+    assert said and int(said[-1]) >= 1 and status == 0
+
+
+# ------------------------------------------------------------------ process hygiene
+def test_sigkill_takes_triton_and_its_stubs_along(export_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL of `spritegen serve` (no chance to clean up): tritonserver and the stubs go too,
+    although Triton was told to drain for 600 s, and the ports are free again."""
+    with running_server(export_dir, tmp_path, "--exit-timeout", "600") as server:
+        children = [pid for pid in descendants(server.process.pid) if _comm(pid) != "python"]
+        assert any(_comm(pid) == "tritonserver" for pid in children), [_comm(p) for p in children]
+        server.process.kill()
+        server.process.wait(timeout=STARTED_BOUND_S)
+        deadline = time.monotonic() + STARTED_BOUND_S  # a bound on a hang, far below the 600 s drain
+        while alive := [pid for pid in children if _running(pid)]:
+            assert time.monotonic() < deadline, f"still alive after the serve process died: {alive}"
+            time.sleep(0.1)
+    for port in (server.http, server.grpc):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a dead child its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("case", ["port-in-use", "unresolvable-host"])
+def test_serve_refuses_a_bad_address_in_one_line(export_dir: Path, case: str) -> None:
+    http, grpc, metrics = free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", grpc))
+        taken.listen(1)
+        args = ["--host", "no-such-host.invalid"] if case == "unresolvable-host" else []
+        result = subprocess.run([sys.executable, "-m", "spritegen.cli", "serve", str(export_dir), "--provider", "cpu",
+                                 "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                                 *args], capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    expected = "is in use" if case == "port-in-use" else "resolve"
+    assert result.returncode == 1 and len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
