@@ -332,16 +332,39 @@ def test_overload_is_rejected_at_once_then_serves(tiny: Server, sampler: Sampler
         assert np.abs(c.ddim(["food"], n=5, seed=4).sprites - sampler.ddim(["food"], n=5, seed=4)).max() <= BATCHING_ATOL
 
 
+def test_a_request_past_its_deadline_in_the_queue_is_not_computed(tiny: Server) -> None:
+    """B, queued behind A (which the service reports in flight) with a 10 ms deadline, is
+    rejected when its turn comes, not computed: its answer is Triton's timeout error, and the
+    service counts one computed request (A)."""
+    ok = 'spritegen_requests_total{model="spritegen_ddim",outcome="ok"}'
+    before = _ours(tiny).get(ok, 0)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
+        _wait_in_flight(tiny, first)
+        body = json.dumps({"parameters": {"timeout": 10_000}, "inputs": [  # microseconds
+            {"name": "class_name", "shape": [1, 1], "datatype": "BYTES", "data": ["food"]},
+            {"name": "n", "shape": [1, 1], "datatype": "INT64", "data": [1]}]}).encode()
+        status, answer = _post(tiny, "/v2/models/spritegen_ddim/infer", body)
+        assert first.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
+    assert status != 200 and "timeout" in answer.get("error", "").lower(), (status, answer)
+    assert _ours(tiny)[ok] - before == 1
+
+
+def _wait_in_flight(server: Server, pending: concurrent.futures.Future) -> None:
+    """Until the service's /metrics gauge says a ddim request is being computed."""
+    deadline = time.monotonic() + STARTED_BOUND_S
+    while _ours(server).get('spritegen_in_flight{model="spritegen_ddim"}', 0) < 1:
+        assert not pending.done(), "the request finished before the service reported it in flight"
+        assert time.monotonic() < deadline, "the service never reported the request in flight"
+        time.sleep(0.005)
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tiny: Server) -> None:
     """SIGTERM once the service itself says a request is in flight (its /metrics gauge, and
     the count it prints at the signal): that request still gets its sprite, the exit is 0."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(_one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
-        deadline = time.monotonic() + STARTED_BOUND_S
-        while _ours(tiny).get('spritegen_in_flight{model="spritegen_ddim"}', 0) < 1:
-            assert not pending.done(), "the request finished before the service reported it in flight"
-            assert time.monotonic() < deadline, "the service never reported the request in flight"
-            time.sleep(0.005)
+        _wait_in_flight(tiny, pending)
         tiny.process.send_signal(signal.SIGTERM)
         assert pending.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
         status = tiny.process.wait(timeout=STARTED_BOUND_S)
