@@ -114,7 +114,7 @@ def _text(value: object) -> str:
     """A class name, its size checked before anything reads it (a megabyte-long one must
     cost no more than a short one)."""
     if len(value) > 4 * limits.MAX_CLASS_NAME:  # type: ignore[arg-type]  (bytes or str: UTF-8 <= 4 bytes a char)
-        raise InputError(f"class_name is {len(value)} long; class names are at most "  # type: ignore[arg-type]
+        raise InputError(f"class_name is too long ({len(value)} bytes); class names are at most "  # type: ignore[arg-type]
                          f"{limits.MAX_CLASS_NAME} characters")
     if isinstance(value, (bytes, np.bytes_)):
         try:
