@@ -131,8 +131,9 @@ def sample(
                    _open(export_dir, provider, threads, impl, spin, precision, max_batch))
         names = _class_list(classes, runtime.class_names)
         rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
-        check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")  # --server too: what the
-        if sampler is SamplerName.ddim:                                               # service publishes
+        # with --server too, against what the service publishes: nothing is sent before these pass
+        check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
+        if sampler is SamplerName.ddim:
             n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
         frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
         images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
