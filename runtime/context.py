@@ -139,7 +139,7 @@ def _index(name: str, names: tuple[str, ...]) -> int:
     lowered = [n.lower() for n in names]
     key = name.strip().lower()
     if key not in lowered:
-        raise InputError(f"unknown class {name!r}; valid classes: {', '.join(names)}")
+        raise InputError(f"unknown class {shown(name)}; valid classes: {', '.join(names)}")
     return lowered.index(key)
 
 
@@ -147,10 +147,10 @@ def _check_names(blend: Mapping[str, Any], names: tuple[str, ...]) -> None:
     seen: dict[int, str] = {}
     for name in blend:
         if not isinstance(name, str):
-            raise InputError(f"blend key {name!r} is not a class name; valid classes: {', '.join(names)}")
+            raise InputError(f"blend key {shown(name)} is not a class name; valid classes: {', '.join(names)}")
         index = _index(name, names)
         if index in seen:
-            raise InputError(f"blend names class {names[index]!r} twice ({seen[index]!r} and {name!r}); "
+            raise InputError(f"blend names class {names[index]!r} twice ({shown(seen[index])} and {shown(name)}); "
                              "give each class once")
         seen[index] = name
 

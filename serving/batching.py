@@ -1,6 +1,6 @@
 """Merge the validated rows of many requests into as few Sampler calls as their parameters allow.
 
-Rows are grouped by `requests.Params` (sampler, n, eta, guidance, explicit step noise):
+Rows are grouped by `requests.Params` (sampler, its arguments, guidance, explicit step noise):
 rows that differ there are never merged, rows that agree are sampled in one call with
 one seed per row, `Sampler.ddim(contexts, seed=[s0, s1, ...])`, whose row r equals the
 batch-1 call with seed s_r (the runtime's per-row noise streams). So batching does not
@@ -57,7 +57,6 @@ def _sample(sampler: Sampler, params: Params, rows: Sequence[Row]) -> np.ndarray
             if row.noise is not None:
                 noise[r] = row.noise  # ... unless the request brought one
     step_noise = np.stack([row.step_noise for row in rows], axis=1) if params.step_noise else None  # (T, B, C, H, W)
-    kwargs = dict(seed=seeds, noise=noise, step_noise=step_noise, guidance=params.guidance)
-    if params.sampler == "ddpm":
-        return sampler.ddpm(contexts, **kwargs)
-    return sampler.ddim(contexts, n=params.n, eta=params.eta, **kwargs)
+    method = getattr(sampler, params.sampler)  # serving.schema.SAMPLER_ARGS names Sampler methods
+    return method(contexts, seed=seeds, noise=noise, step_noise=step_noise, guidance=params.guidance,
+                  **dict(params.args))

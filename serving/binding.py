@@ -2,21 +2,20 @@
 
 Triton's dynamic batcher hands the callable the requests queued together. Each request
 is parsed alone (serving.requests), the valid ones are sampled together
-(serving.batching), and the answer is one response per request:
+(serving.batching), and every request gets its own answer (serving.pytriton_patch turns
+a non-empty `error` output into that request's own error status):
 
-- every request valid: sprites for all;
-- every request refused (a lone bad request, the usual case): the callable raises, so
-  Triton answers each with an error status (HTTP 500 / gRPC INTERNAL) whose message
-  ends with `BadRequest: <the one-line reason>`;
-- a mix: PyTriton 0.7.0 answers one batch with one status, so raising would fail the
-  valid requests too. The valid ones get their sprites; each refused one gets a
-  response whose `error` output holds its reason and no sprite. spritegen.client raises
-  `InputError` with that line either way.
+- a valid request: its sprites, status 200 / OK;
+- a refused request: its one-line reason as an error (HTTP 400 / gRPC INVALID_ARGUMENT)
+  and no outputs at all, whether it was alone or merged with valid ones;
+- a failure of ours (a bug, the runtime failing on valid input): the whole batch fails
+  with one line; the traceback goes to the server's log only.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -24,14 +23,16 @@ import numpy as np
 from spritegen.errors import SpriteGenError
 from spritegen.runtime import Sampler
 from spritegen.serving import batching, requests
-from spritegen.serving.schema import Schema
+from spritegen.serving.metrics import METRICS
+from spritegen.serving.schema import MODELS, Schema
 
 LOG = logging.getLogger("spritegen.serving")
+MAX_REASON = 400  # characters of a refusal's line
 
 
-class BadRequest(Exception):
-    """A refused batch; its message is the reason(s). The traceback is hidden, so the
-    error Triton sends carries `BadRequest: <reason>` and not our stack frames."""
+class ServiceFailure(Exception):
+    """A batch that failed on our side; its message is one line. The traceback is hidden, so
+    the error Triton sends carries the line and not our stack frames (they are logged)."""
 
     # PyTriton formats the error it sends with traceback.format_exception(e, e.__traceback__):
     # this data descriptor answers None there, while the interpreter's own bookkeeping
@@ -40,37 +41,45 @@ class BadRequest(Exception):
 
 
 def make_infer(sampler: Sampler, kind: str, schema: Schema, max_batch: int) -> Callable[[Sequence[Mapping]], list]:
-    """The callable PyTriton binds for model `kind` ("ddim" or "ddpm")."""
-    names = tuple(sampler.class_names)
+    """The callable PyTriton binds for model `kind` (a name in serving.schema.SAMPLERS)."""
+    names, model = tuple(sampler.class_names), MODELS[kind]
 
     def infer(batch: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        parsed: list[list[requests.Row] | str] = []
-        for request in batch:
+        METRICS.started(model, len(batch))
+        began, outcomes, rows = time.perf_counter(), {"ok": 0, "refused": 0, "failed": 0}, []
+        try:
+            parsed = [_parse(request, kind, schema, names) for request in batch]
+            rows = [row for p in parsed if not isinstance(p, str) for row in p]
+            outcomes["refused"] = sum(isinstance(p, str) for p in parsed)
             try:
-                parsed.append(requests.parse(request, kind, schema, names))
-            except SpriteGenError as exc:
-                parsed.append(_one_line(exc))
-        refused = [p for p in parsed if isinstance(p, str)]
-        if len(refused) == len(parsed):
-            raise BadRequest(refused[0] if len(set(refused)) == 1 else
-                             "; ".join(f"request {i + 1}: {reason}" for i, reason in enumerate(refused)))
-        rows = [row for p in parsed if not isinstance(p, str) for row in p]
-        sprites = iter(batching.sample_rows(sampler, rows, max_batch))
-        responses = []
-        for request, p in zip(batch, parsed):
-            if isinstance(p, str):
-                LOG.info("refused a request batched with valid ones: %s", p)
-                responses.append(_refusal(schema, request, p))
-            else:
-                responses.append(_outputs([next(sprites) for _ in p]))
-        return responses
+                sprites = iter(batching.sample_rows(sampler, rows, max_batch) if rows else [])
+            except Exception as exc:  # ours, not the client's: log it whole, send one line
+                LOG.exception("sampling %d rows failed", len(rows))
+                raise ServiceFailure(f"the {kind} sampler failed ({type(exc).__name__}); see the server's log") from None
+            outcomes["ok"] = len(batch) - outcomes["refused"]
+            return [_refusal(p) if isinstance(p, str) else _outputs([next(sprites) for _ in p]) for p in parsed]
+        finally:
+            outcomes["failed"] = len(batch) - outcomes["ok"] - outcomes["refused"]
+            METRICS.finished(model, outcomes, len(rows), time.perf_counter() - began)
 
     return infer
 
 
+def _parse(request: Mapping[str, np.ndarray], kind: str, schema: Schema,
+           names: tuple[str, ...]) -> list[requests.Row] | str:
+    """The request's rows, or its refusal's line."""
+    try:
+        return requests.parse(request, kind, schema, names)
+    except SpriteGenError as exc:
+        LOG.info("refused: %s", _one_line(exc))
+        return _one_line(exc)
+
+
 def _one_line(exc: SpriteGenError) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    """The refusal's line, bounded: messages echo at most a short prefix of what was sent,
+    and this caps whatever slipped through."""
+    text = " ".join((str(exc).strip() or type(exc).__name__).split())
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON - 3] + "..."
 
 
 def _outputs(sprites: list[batching.Sprite]) -> dict[str, np.ndarray]:
@@ -82,21 +91,6 @@ def _outputs(sprites: list[batching.Sprite]) -> dict[str, np.ndarray]:
     }
 
 
-def _refusal(schema: Schema, request: Mapping[str, np.ndarray], reason: str) -> dict[str, np.ndarray]:
-    """A refused request's response in a mixed batch: zero rows of every output (the shapes
-    Triton expects) and its reason in `error`, which marks them as no answer."""
-    rows = max(1, min((int(a.shape[0]) for a in request.values() if getattr(a, "ndim", 0)), default=1))
-    outputs = {f.name: np.zeros((rows, *f.shape), dtype=f.dtype) for f in schema.outputs if not f.is_bytes}
-    return {**outputs, "error": np.array([[reason.encode()]] * rows, dtype=object)}
-
-
-class QuietRefusals(logging.Filter):
-    """PyTriton logs every failed batch as a warning with its traceback; a refused request
-    is the client's mistake, logged by us in one line instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if "BadRequest: " in text:
-            LOG.info("refused: %s", text.rsplit("BadRequest: ", 1)[1].strip().splitlines()[0])
-            return False
-        return True
+def _refusal(reason: str) -> dict[str, np.ndarray]:
+    """A refused request's answer: its reason alone; the stub makes it an error status."""
+    return {"error": np.array([[reason.encode()]], dtype=object)}

@@ -37,6 +37,9 @@ def serve(
                               help="ORT threads spin-wait between ops."),
     exit_timeout: int = typer.Option(ServeOptions.exit_timeout_s, help="Seconds in-flight requests get to "
                                      "finish on SIGTERM/Ctrl-C."),
+    queue_timeout: int = typer.Option(ServeOptions.queue_timeout_s, help="Seconds a request may wait in the "
+                                      "queue (less if its client's timeout is shorter); then it is rejected "
+                                      "unrun."),
 ) -> None:
     """Serve DDIM and DDPM sprites on Triton Inference Server (KServe v2 over HTTP and gRPC)."""
     from spritegen import cli  # lazy: cli imports this module to register the command
@@ -48,19 +51,20 @@ def serve(
         options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                                max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
                                max_queue_size=max_queue_size, instances=instances, threads=threads,
-                               provider=provider, precision=precision, spin=spin, exit_timeout_s=exit_timeout)
+                               provider=provider, precision=precision, spin=spin, exit_timeout_s=exit_timeout,
+                               queue_timeout_s=queue_timeout)
         source = export if export else default_export()
         sampler = Sampler.load(source, provider=provider, threads=threads, spin=spin, precision=precision,
                                open_all=True)
         try:
-            triton = server.start(sampler, options)
+            service = server.start(sampler, options)
         except KeyboardInterrupt:
             typer.echo("stopped while starting", err=True)
             return
         typer.echo(f"serving {', '.join(server.MODELS.values())} from {sampler.manifest.directory} on "
                    f"http://{host}:{http_port} (gRPC {host}:{grpc_port}, metrics http://{host}:{metrics_port}"
                    "/metrics); SIGTERM or Ctrl-C stops", err=True)
-        server.serve_forever(triton)
+        server.serve_forever(service)
         typer.echo("stopped", err=True)
 
 

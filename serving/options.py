@@ -36,6 +36,7 @@ class ServeOptions:
     precision: str = "fp32"
     spin: bool = False  # ORT threads spin-wait: off, as Triton's own threads share the cores
     exit_timeout_s: int = 30  # on SIGTERM/SIGINT, how long in-flight requests may take to finish
+    queue_timeout_s: int = 120  # a request queued longer (or past its own timeout) is rejected, not run
 
     def __post_init__(self) -> None:
         _check_host(self.host)
@@ -54,6 +55,7 @@ class ServeOptions:
         if self.provider not in PROVIDERS:
             raise InputError(f"unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}")
         _check_int(self.exit_timeout_s, "exit_timeout_s", 1, 3600)
+        _check_int(self.queue_timeout_s, "queue_timeout_s", 1, 3600)
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))

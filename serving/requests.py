@@ -12,7 +12,7 @@ batches above max_batch_size (serving.binding declares them).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,18 +21,25 @@ from spritegen.errors import InputError
 from spritegen.runtime.context import make_context
 from spritegen.runtime import limits
 from spritegen.runtime.checks import check_array, check_number, check_steps
-from spritegen.serving.schema import DEFAULTS, UNCONDITIONAL, Schema
+from spritegen.serving.schema import DEFAULTS, SAMPLER_ARGS, UNCONDITIONAL, Schema
 
 CONTEXT_INPUTS = ("context", "class_name", "class_index")
 
 
+# How each sampler argument (serving.schema.SAMPLER_ARGS) is checked: the Sampler's own checks.
+ARG_CHECKS: dict[str, Callable[[object, int], float | int]] = {
+    "n": lambda value, timesteps: check_steps(value, timesteps),
+    "eta": lambda value, timesteps: check_number(value, "eta", upper=1.0),
+}
+
+
 @dataclass(frozen=True)
 class Params:
-    """What rows must share to be sampled in one call (serving.batching groups by it)."""
+    """What rows must share to be sampled in one call (serving.batching groups by it): the
+    sampler's name is part of the key, so rows of different samplers are never merged."""
 
-    sampler: str  # "ddim" or "ddpm"
-    n: int  # DDIM steps (0 for DDPM)
-    eta: float
+    sampler: str  # a name in serving.schema.SAMPLER_ARGS
+    args: tuple[tuple[str, float | int], ...]  # its arguments, in SAMPLER_ARGS order
     guidance: float
     step_noise: bool  # rows carrying explicit step noise run apart from rows drawing it
 
@@ -104,6 +111,11 @@ def _contexts(request: Mapping[str, np.ndarray], batch: int, schema: Schema,
 
 
 def _text(value: object) -> str:
+    """A class name, its size checked before anything reads it (a megabyte-long one must
+    cost no more than a short one)."""
+    if len(value) > 4 * limits.MAX_CLASS_NAME:  # type: ignore[arg-type]  (bytes or str: UTF-8 <= 4 bytes a char)
+        raise InputError(f"class_name is too long ({len(value)} bytes); class names are at most "  # type: ignore[arg-type]
+                         f"{limits.MAX_CLASS_NAME} characters")
     if isinstance(value, (bytes, np.bytes_)):
         try:
             return bytes(value).decode("utf-8")
@@ -118,11 +130,8 @@ def _params(request: Mapping[str, np.ndarray], row: int, sampler: str, timesteps
         return request[name][row, 0].item() if name in request else DEFAULTS[name]
 
     guidance = check_number(value("guidance"), "guidance", upper=limits.MAX_GUIDANCE)
-    if sampler == "ddpm":
-        return Params("ddpm", 0, 0.0, guidance, "step_noise" in request)
-    n = check_steps(value("n"), timesteps)
-    eta = check_number(value("eta"), "eta", upper=1.0)
-    return Params("ddim", n, eta, guidance, "step_noise" in request and eta > 0)
+    args = tuple((name, ARG_CHECKS[name](value(name), timesteps)) for name in SAMPLER_ARGS[sampler])
+    return Params(sampler, args, guidance, "step_noise" in request)
 
 
 def _seeds(request: Mapping[str, np.ndarray], batch: int) -> list[int]:

@@ -13,14 +13,29 @@ share them (serving.batching). numpy only: the client imports this without pytri
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, ModelConfig
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, TIMESTEPS_LIMITS, ModelConfig
 
-SAMPLERS = ("ddim", "ddpm")
-MODELS = {"ddim": "spritegen_ddim", "ddpm": "spritegen_ddpm"}  # Triton model name per sampler
+# The served samplers: name -> the per-row arguments its runtime Sampler method takes besides
+# context, seeds, noise and guidance. One row per sampler: its Triton model, its inputs, its
+# batching key (serving.requests.Params) and what the models publish all follow from it.
+SAMPLER_ARGS: dict[str, tuple[str, ...]] = {
+    "ddim": ("n", "eta"),
+    "ddpm": (),
+}
+SAMPLERS = tuple(SAMPLER_ARGS)
+
+
+def model_name(sampler: str) -> str:
+    """The Triton model serving `sampler`."""
+    return f"spritegen_{sampler}"
+
+
+MODELS = {name: model_name(name) for name in SAMPLERS}
 SEED_DTYPE = np.dtype(np.uint64)  # seeds are 64-bit (the runtime's noise generator keys)
 UNCONDITIONAL = "unconditional"  # class_name of a zero context row, as the CLI spells it
 DEFAULTS = {"n": DDIM_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}  # when a request omits them
@@ -63,6 +78,10 @@ class Schema:
         return next(f for f in self.inputs if f.name == name)
 
 
+def _taking(argument: str) -> tuple[str, ...]:
+    return tuple(name for name, args in SAMPLER_ARGS.items() if argument in args)
+
+
 def schema(model: ModelConfig, timesteps: int) -> Schema:
     """The request/response tensors for sprites of `model` on a T = `timesteps` schedule."""
     k, image = model.n_cfeat, (model.in_channels, model.height, model.height)
@@ -80,9 +99,9 @@ def schema(model: ModelConfig, timesteps: int) -> Schema:
         Field("noise", noise_dtype, image, "explicit x_T (standard normal draws) instead of the seed's"),
         Field("step_noise", _graph_dtype("ddim_step", "z"), (timesteps, c, h, w),
               "explicit noise of every step (index i-1 for the step starting at i): DDPM, or DDIM with eta > 0"),
-        Field("n", np.dtype(np.int64), (1,), f"DDIM steps 1..{timesteps} (default {DDIM_DEFAULT_STEPS})",
-              samplers=("ddim",)),
-        Field("eta", f32, (1,), "DDIM stochasticity 0..1 (default 0: deterministic)", samplers=("ddim",)),
+        Field("n", np.dtype(np.int64), (1,), f"steps 1..{timesteps} (default {DDIM_DEFAULT_STEPS})",
+              samplers=_taking("n")),
+        Field("eta", f32, (1,), "stochasticity 0..1 (default 0: deterministic)", samplers=_taking("eta")),
         Field("guidance", f32, (1,), "classifier-free guidance weight >= 0 (default 0: off)"),
     )
     outputs = (
@@ -93,3 +112,41 @@ def schema(model: ModelConfig, timesteps: int) -> Schema:
               "(set only when it shared a batch with valid requests; see docs/serving.md)"),
     )
     return Schema(inputs=inputs, outputs=outputs, classes=k, image=image, timesteps=timesteps)
+
+
+PUBLISHED = "spritegen"  # the model config parameter holding `published(...)`
+
+
+def published(io: Schema, class_names: tuple[str, ...], max_batch_size: int) -> dict[str, str]:
+    """What a client needs to talk to a served model, as Triton model config `parameters`
+    (strings): the export's classes, image, T, defaults, the samplers and their arguments."""
+    text = json.dumps({"classes": list(class_names), "image": list(io.image), "timesteps": io.timesteps,
+                       "defaults": DEFAULTS, "samplers": {name: list(args) for name, args in SAMPLER_ARGS.items()},
+                       "max_batch_size": max_batch_size})
+    return {PUBLISHED: text}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A served model's `published` parameters, read back and checked (spritegen.client)."""
+
+    class_names: tuple[str, ...]
+    schema: Schema
+    defaults: dict[str, float | int]
+    samplers: dict[str, tuple[str, ...]]
+    max_batch_size: int
+
+
+def read_published(text: str) -> Published:
+    """`published`'s JSON back, or ValueError naming what is off (a foreign or broken server)."""
+    data = json.loads(text)
+    names = tuple(str(n) for n in data["classes"])
+    c, h, w = (int(v) for v in data["image"])
+    timesteps, max_batch = int(data["timesteps"]), int(data["max_batch_size"])
+    model = ModelConfig(in_channels=c, n_cfeat=len(names), height=h)
+    if h != w or not names or not TIMESTEPS_LIMITS[0] <= timesteps <= TIMESTEPS_LIMITS[1] or max_batch < 1:
+        raise ValueError(f"implausible published schema: image {(c, h, w)}, {len(names)} classes, T={timesteps}")
+    model.validate()
+    samplers = {str(k): tuple(str(a) for a in v) for k, v in dict(data["samplers"]).items()}
+    return Published(class_names=names, schema=schema(model, timesteps), defaults=dict(data["defaults"]),
+                     samplers=samplers, max_batch_size=max_batch)

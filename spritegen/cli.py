@@ -130,16 +130,17 @@ def sample(
             sampler_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
-        runtime = _remote(server) if server is not None else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = (_remote(server, max_batch) if server is not None else
+                   _open(export_dir, provider, threads, impl, spin, precision, max_batch))
         chosen = sampler.value if sampler is not None else cli_samplers.default_sampler(runtime)
         sampler_options(chosen, n=n, eta=eta)
         names = _class_list(classes, runtime.class_names)
         rate = cli_samplers.trajectory_rate(chosen) if gif else None
-        if server is None:  # the service checks remote requests (and refuses --gif: final sprites only)
-            check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
-            steps = cli_samplers.check_run(runtime, chosen, n=n, eta=eta, rate=rate)
-            frames = 1 + trajectory_states(runtime.timesteps, steps, rate) if gif else 1
-            images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
+        # with --server too, against what the service publishes: nothing is sent before these pass
+        check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
+        steps = cli_samplers.check_run(runtime, chosen, n=n, eta=eta, rate=rate)
+        frames = 1 + trajectory_states(runtime.timesteps, steps, rate) if gif else 1
+        images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
         context = [None if name == "unconditional" else name for name in names for _ in range(num)]
         seed = _seed(seed)
         with _progress(chosen) as progress:
@@ -301,9 +302,9 @@ def _report(paths: list[Path], summary: str) -> None:
     typer.echo(summary)
 
 
-def _remote(server: str):
+def _remote(server: str, max_batch: int):
     from spritegen.client import Client, RemoteSampler
-    return RemoteSampler(Client(server))
+    return RemoteSampler(Client(server), max_batch)
 
 
 def _say(message: str) -> None:

@@ -5,20 +5,23 @@
         result = client.ddim(["hero", "food"], seed=[1, 2])  # result.sprites (2, 3, 16, 16) float32
         result.pixels                                        # (2, 16, 16, 3) uint8
 
-Built on tritonclient alone (numpy, no torch, no onnxruntime). A call sends one request
-per sprite, all at once, so the server's dynamic batcher can merge them with each other
-and with other clients' requests. Seeds mean what they mean in-process: a list gives row
+Built on tritonclient's codecs (numpy, no torch, no onnxruntime). The client asks the
+server what it serves (classes, image, T, defaults, samplers: the models' published
+config, serving.schema.published) before its first request and checks every answer
+against that. A call sends one request per sprite, all at once, so the server's dynamic
+batcher can merge them with each other and with other clients' requests; `timeout_s`
+bounds the whole call, reading the answers included (spritegen.client_http). Seeds mean what they mean in-process: a list gives row
 r the sprite of `Sampler.ddim([context[r]], seed=seed[r])`; one integer for B sprites
 gives `Sampler.ddim(context, seed=seed)` (the client then draws the batch's noise with
 the runtime's portable generator and sends it, which needs `spritegen[runtime]`). Errors are spritegen's: a refused request
-raises `InputError` with the server's one line (whether Triton answered with an error
-status or, inside a mixed batch, with the `error` output), an overloaded server
-`ServerBusy`, anything else `ServerError`.
+raises `InputError` with the server's one line, an overloaded server `ServerBusy`,
+anything else (unreachable, too slow, an answer that does not fit the schema) `ServerError`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -26,9 +29,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from spritegen.contract import CLASS_NAMES, NOISE, ModelConfig, ScheduleConfig
-from spritegen.errors import InputError, SpriteGenError, shown
-from spritegen.serving.schema import DEFAULTS, MODELS, SEED_DTYPE, UNCONDITIONAL, Schema, schema
+from spritegen.client_http import Http, HttpError, Timeout
+from spritegen.contract import NOISE
+from spritegen.errors import InputError, SpriteGenError, first_line, shown
+from spritegen.serving.schema import (MODELS, PUBLISHED, SAMPLERS, SEED_DTYPE, UNCONDITIONAL, Published, Schema,
+                                      model_name, read_published)
 
 Context = Union[None, str, int, Mapping[str, float], Sequence[Any], np.ndarray]
 Seeds = Union[None, int, Sequence[int]]
@@ -53,22 +58,47 @@ class Client:
     """A spritegen service at `url`: "host:port" or "http://host:port" (HTTP), "grpc://host:port"."""
 
     def __init__(self, url: str, *, timeout_s: float = 120.0, concurrency: int = 32,
-                 model: ModelConfig = ModelConfig(), timesteps: int = ScheduleConfig.timesteps,
-                 class_names: Sequence[str] = CLASS_NAMES) -> None:
+                 published: Published | None = None) -> None:
         parsed = _parse_url(url)
-        self.url, self.protocol, self.timeout_s = url, parsed.scheme, timeout_s
-        self.class_names = tuple(class_names)
-        self.schema: Schema = schema(model, timesteps)
-        address = f"{parsed.hostname}:{parsed.port}"
+        self.url, self.protocol = url, parsed.scheme
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 86400:
+            raise InputError(f"timeout_s must be a number of seconds in (0, 86400], got {shown(timeout_s)}")
+        self.timeout_s = float(timeout_s)
+        self._published = published  # None: asked from the server on first use
+        self._pool = concurrent.futures.ThreadPoolExecutor(max(1, min(int(concurrency), 256)))
         if self.protocol == "http":
-            import tritonclient.http as triton
-            self._client = triton.InferenceServerClient(address, concurrency=concurrency,
-                                                        connection_timeout=timeout_s, network_timeout=timeout_s)
-            _quiet_greenlets()
+            self._http = Http(str(parsed.hostname), int(parsed.port))
         else:
             import tritonclient.grpc as triton
-            self._client = triton.InferenceServerClient(address)
-        self._triton = triton
+            self._grpc = triton.InferenceServerClient(f"{parsed.hostname}:{parsed.port}")
+            self._triton = triton
+
+    @property
+    def published(self) -> Published:
+        """What the server serves (asked once): classes, image, T, defaults, samplers."""
+        if self._published is None:
+            model = MODELS[SAMPLERS[0]]
+            try:
+                if self.protocol == "http":
+                    config = self._http.get_json(f"/v2/models/{model}/config", self._deadline())
+                else:
+                    config = self._grpc.get_model_config(model, as_json=True, client_timeout=self.timeout_s)["config"]
+            except Exception as exc:
+                raise self._error(exc) from None
+            try:
+                self._published = read_published(config["parameters"][PUBLISHED]["string_value"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ServerError(f"the service at {self.url} does not say what it serves ({first_line(exc)}); "
+                                  "is it a current `spritegen serve`?") from None
+        return self._published
+
+    @property
+    def schema(self) -> Schema:
+        return self.published.schema
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.published.class_names
 
     def __enter__(self) -> "Client":
         return self
@@ -77,14 +107,22 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.protocol == "grpc":
+            self._grpc.close()
 
     def ready(self) -> bool:
         """Whether the server answers and its models are loaded."""
         try:
-            return bool(self._client.is_server_ready())
-        except Exception:  # refused connection, timeout: not ready
+            if self.protocol == "http":
+                self._http.get_json("/v2/health/ready", self._deadline())
+                return True
+            return bool(self._grpc.is_server_ready(client_timeout=self.timeout_s))
+        except Exception:  # refused connection, timeout, an error status: not ready
             return False
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.timeout_s
 
     # ---------------------------------------------------------------- sampling
     def ddim(self, context: Context, *, n: int | None = None, eta: float | None = None, guidance: float | None = None,
@@ -102,6 +140,7 @@ class Client:
                step_noise: np.ndarray | None = None, **params: float | int | None) -> Sprites:
         """Sprites from model `kind` ("ddim"/"ddpm"): one request per row, sent concurrently.
         step_noise is (T, B, C, H, W) as in-process (index i-1: the step starting at i)."""
+        self._check_sampler(kind, params)
         rows = self.rows(context)
         batch = len(next(iter(rows.values())))
         if seed is not None:
@@ -120,6 +159,14 @@ class Client:
                        pixels=np.concatenate([a["pixels"] for a in answers]),
                        seeds=np.concatenate([a["used_seed"][:, 0] for a in answers]))
 
+    def _check_sampler(self, kind: str, params: Mapping[str, Any]) -> None:
+        served = self.published.samplers
+        if kind not in served:
+            raise InputError(f"sampler {shown(kind)} is not served at {self.url}; it serves {', '.join(served)}")
+        extra = [name for name, value in params.items() if value is not None and name not in (*served[kind], "guidance")]
+        if extra:
+            raise InputError(f"the {kind} sampler takes no {extra[0]}; it takes {', '.join((*served[kind], 'guidance'))}")
+
     def _stochastic(self, kind: str, params: Mapping[str, Any]) -> bool:
         return kind == "ddpm" or bool(params.get("eta"))
 
@@ -136,7 +183,7 @@ class Client:
             noise = draw((seed,), (NOISE.x_t_stream,), size).reshape(shape)
         if step_noise is None and self._stochastic(kind, params):
             steps = (range(2, self.schema.timesteps + 1) if kind == "ddpm" else
-                     [i for i, _ in ddim_pairs(self.schema.timesteps, int(params.get("n") or DEFAULTS["n"]))])
+                     [i for i, _ in ddim_pairs(self.schema.timesteps, int(params.get("n") or self.published.defaults["n"]))])
             step_noise = np.zeros((self.schema.timesteps, *shape), np.float32)
             step_noise[[i - 1 for i in steps]] = draw((seed,), tuple(steps), size).reshape(len(steps), *shape)
         return noise, step_noise
@@ -172,66 +219,74 @@ class Client:
         return self.infer_many(kind, [inputs])[0]
 
     def infer_many(self, kind: str, requests: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Send all `requests` at once, wait for all; raise the first failure's error."""
-        if kind not in MODELS:
-            raise InputError(f"unknown sampler {shown(kind)}; choose one of {', '.join(MODELS)}")
-        pending = [self._submit(MODELS[kind], request) for request in requests]
+        """Send all `requests` at once, wait for all (one deadline); raise the first failure's error."""
+        self._check_sampler(kind, {})
+        deadline = self._deadline()
+        pending = [self._pool.submit(self._call, model_name(kind), request, deadline) for request in requests]
         results, failure = [], None
-        for handle in pending:
+        for future, request in zip(pending, requests):
             try:
-                results.append(self._outputs(handle()))
+                results.append(self._outputs(future.result(), len(next(iter(request.values())))))
             except SpriteGenError as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure
         return results
 
-    def _submit(self, model: str, inputs: Mapping[str, np.ndarray]):
+    def _call(self, model: str, inputs: Mapping[str, np.ndarray], deadline: float) -> Any:
+        """One request, answered before `deadline` or a spritegen error."""
         from tritonclient.utils import np_to_triton_dtype
 
+        triton = self._triton if self.protocol == "grpc" else _http_codec()
         tensors = []
         for name, array in inputs.items():
-            tensor = self._triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor = triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
-        outputs = [self._triton.InferRequestedOutput(f.name) for f in self.schema.outputs]
+        outputs = [triton.InferRequestedOutput(f.name) for f in self.schema.outputs]
         try:
             if self.protocol == "http":
-                request = self._client.async_infer(model, tensors, outputs=outputs)
-                return lambda: self._wait(lambda: request.get_result(timeout=self.timeout_s))
-            future: concurrent.futures.Future = concurrent.futures.Future()
-            self._client.async_infer(model, tensors, lambda result, error: (
-                future.set_exception(error) if error is not None else future.set_result(result)),
-                outputs=outputs, client_timeout=self.timeout_s)
-            return lambda: self._wait(lambda: future.result(timeout=self.timeout_s + 5))
+                return self._http.infer(model, tensors, outputs, deadline)
+            left = deadline - time.monotonic()
+            return self._grpc.infer(model, tensors, outputs=outputs, client_timeout=left, timeout=int(left * 1e6))
         except Exception as exc:
             raise self._error(exc) from None
 
-    def _wait(self, get: Any) -> Any:
-        try:
-            return get()
-        except Exception as exc:
-            raise self._error(exc) from None
-
-    def _outputs(self, result: Any) -> dict[str, np.ndarray]:
-        answer = {f.name: result.as_numpy(f.name) for f in self.schema.outputs}
+    def _outputs(self, result: Any, rows: int) -> dict[str, np.ndarray]:
+        """The answer's outputs, checked against the published schema (ServerError if off)."""
+        answer = {}
+        for field in self.schema.outputs:
+            array = result.as_numpy(field.name)
+            want = (rows, *field.shape)
+            if array is None or array.shape != want or (not field.is_bytes and array.dtype != field.dtype):
+                got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+                raise ServerError(f"the service at {self.url} answered {field.name} as {got}, not {field.dtype} "
+                                  f"{want}; it does not serve what it publishes")
+            answer[field.name] = array
         errors = [e.decode() if isinstance(e, bytes) else str(e) for e in answer["error"].ravel() if e]
         if errors:
             raise InputError(errors[0])
         return answer
 
     def _error(self, exc: Exception) -> SpriteGenError:
-        """tritonclient's exception -> spritegen's, with one line (module doc)."""
+        """A transport failure -> spritegen's error, with one line (module doc)."""
+        if isinstance(exc, SpriteGenError):
+            return exc
+        if isinstance(exc, Timeout):
+            return ServerError(f"the spritegen service at {self.url} did not answer within {self.timeout_s:g} s; "
+                               "retry later or raise timeout_s")
         message = (exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)) or ""
-        status = str(exc.status()) if hasattr(exc, "status") and callable(exc.status) else ""
-        if "BadRequest: " in message:
-            return InputError(message.rsplit("BadRequest: ", 1)[1].strip().splitlines()[0])
-        first = " ".join((message.strip().splitlines() or [type(exc).__name__])[0].split())
-        if "maximum queue size" in message or status in ("503", "StatusCode.UNAVAILABLE") and "queue" in message:
+        status = exc.status if isinstance(exc, HttpError) else (str(exc.status()) if hasattr(exc, "status") and
+                                                                callable(exc.status) else "")
+        first = " ".join((message.strip().splitlines() or [type(exc).__name__])[0].split())[:300]
+        if "maximum queue size" in message or status in (503, "StatusCode.UNAVAILABLE") and "queue" in message:
             return ServerBusy(f"the spritegen service at {self.url} is overloaded ({first}); retry later")
-        if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+        if status == "StatusCode.DEADLINE_EXCEEDED" or "timeout" in message.lower() and status in (0, ""):
+            return ServerError(f"the spritegen service at {self.url} did not answer within {self.timeout_s:g} s; "
+                               "retry later or raise timeout_s")
+        if status in (400, 413, "StatusCode.INVALID_ARGUMENT"):
             return InputError(f"the service refused the request: {first}")
-        if isinstance(exc, (ConnectionError, OSError)) or status == "StatusCode.UNAVAILABLE":
+        if isinstance(exc, OSError) or status == "StatusCode.UNAVAILABLE":
             return ServerError(f"cannot reach the spritegen service at {self.url} ({first}); is `spritegen serve` "
                                "running there?")
         return ServerError(f"the spritegen service at {self.url} failed: {first}")
@@ -254,14 +309,10 @@ def _parse_url(url: object) -> Any:
     return parsed
 
 
-def _quiet_greenlets() -> None:
-    """tritonclient.http sends requests in gevent greenlets, and gevent's hub prints a full
-    traceback on stderr for every greenlet that fails (a refused connection). The failure
-    reaches the caller anyway, as a ServerError from the request's get_result, so this
-    thread's hub stops printing them."""
-    import gevent
+def _http_codec() -> Any:
+    import tritonclient.http
 
-    gevent.get_hub().exception_stream = None
+    return tritonclient.http
 
 
 def _number(value: object, name: str, integer: bool = False) -> float | int:
@@ -301,13 +352,24 @@ def _seeds(seed: Seeds, batch: int) -> np.ndarray:
 
 class RemoteSampler:
     """What `spritegen sample --server URL` needs of a Sampler, answered by a running service:
-    the same seeds give the same sprites (and so the same grid) as a local run."""
+    the same seeds give the same sprites (and so the same grid) as a local run, and the same
+    checks (batch, steps, picture size) run before anything is sent."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.class_names = client.class_names
+    def __init__(self, client: Client, max_batch: int) -> None:
+        self.client, self.max_batch = client, max_batch
+        self.class_names = client.class_names  # asks the server: a down one fails here, at once
+        self.timesteps = client.schema.timesteps
+        self.image_shape = client.schema.image
 
-    def ddim(self, context: Context, *, n: int = DEFAULTS["n"], eta: float = 0.0, seed: Seeds = None,
+    def check_ddim(self, *, n: int | None = None, eta: float = 0.0, save_rate: int | None = None) -> int:
+        """The steps `ddim` runs; InputError for what the service would refuse (and for --gif)."""
+        from spritegen.runtime.checks import check_number, check_steps  # the runtime's wording
+
+        _no_intermediates(save_rate)
+        check_number(eta, "eta", upper=1.0)
+        return check_steps(self.client.published.defaults["n"] if n is None else n, self.timesteps)
+
+    def ddim(self, context: Context, *, n: int | None = None, eta: float = 0.0, seed: Seeds = None,
              guidance: float | None = None, save_rate: int | None = None, progress: Any = None) -> np.ndarray:
         _no_intermediates(save_rate)
         return _done(self.client.ddim(context, n=n, eta=eta, seed=seed, guidance=guidance).sprites, progress)

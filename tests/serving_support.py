@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spritegen.serving.schema import MODELS
+from spritegen.serving.watchdog import descendants
 
 STARTUP_S = 90.0  # Triton starts in ~3.5 s on a quiet 2-core machine; a busy one is far slower
 STOP_S = 30.0
@@ -68,7 +70,11 @@ class Server:
 
     def rss_kib(self) -> int:
         """Resident memory of the server process and its children (tritonserver, stub), KiB."""
-        return sum(_rss(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+        return sum(_rss(pid) for pid in [self.process.pid, *descendants(self.process.pid)])
+
+    def peak_rss_kib(self) -> int:
+        """Peak resident memory (VmHWM) of the server process and its children, KiB."""
+        return sum(_rss(pid, "VmHWM:") for pid in [self.process.pid, *descendants(self.process.pid)])
 
     def stop(self) -> int:
         """SIGTERM, wait (bounded), SIGKILL the group if still alive; the exit status."""
@@ -105,24 +111,94 @@ def running_server(export_dir: Path, log_dir: Path, *options: str) -> Iterator[S
         server.stop()
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        found += [int(c) for c in children]
-        todo += [int(c) for c in children]
-    return found
-
-
-def _rss(pid: int) -> int:
+def _rss(pid: int, field: str = "VmRSS:") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+@contextmanager
+def trickling_server(every_s: float = 0.2) -> Iterator[int]:
+    """A raw socket server on 127.0.0.1 that answers any request with a 200 promising a
+    megabyte, then sends one byte every `every_s` seconds (a body that never finishes);
+    its port. Stopped (and its connections closed) on exit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+                while not stop.wait(every_s):
+                    conn.sendall(b" ")
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join(timeout=5)
+        listener.close()
+
+
+def published_config(max_batch_size: int = 32) -> dict:
+    """A model config as `spritegen serve` publishes it for the course's model and schedule."""
+    from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
+    from spritegen.serving.schema import published, schema
+
+    io = schema(ModelConfig(), ScheduleConfig.timesteps)
+    return {"parameters": {k: {"string_value": v} for k, v in published(io, CLASS_NAMES, max_batch_size).items()}}
+
+
+@contextmanager
+def foreign_server(outputs: list[dict]) -> Iterator[int]:
+    """A server on 127.0.0.1 that publishes the course's schema but answers every inference
+    with `outputs` (KServe v2 JSON tensors): a server that does not serve what it says; its port."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._send(published_config() if self.path.endswith("/config") else {})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send({"model_name": "spritegen_ddim", "outputs": outputs})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,13 +1,25 @@
-"""spritegen.client without a server: URLs, contexts, seeds, and an unreachable service."""
+"""spritegen.client without spritegen serve: URLs, contexts, seeds, an unreachable service, a
+trickling one and one whose answers do not fit what it publishes (raw servers of our own on
+127.0.0.1, started and stopped by the tests)."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
 from spritegen.client import Client, ServerError
 from spritegen.errors import InputError
-from tests.serving_support import free_ports
+from spritegen.serving.schema import PUBLISHED, read_published
+from tests.serving_support import foreign_server, free_ports, published_config, trickling_server
+
+HANG_BOUND_S = 120  # far beyond any timeout_s below: a call still running then is hung
+
+
+def offline(url: str = "127.0.0.1:1") -> Client:
+    """A client that knows the course's schema without asking a server (nothing listens)."""
+    return Client(url, published=read_published(published_config()["parameters"][PUBLISHED]["string_value"]))
 
 
 @pytest.mark.parametrize("url", ["localhost", "ftp://h:1", "http://:80", "grpc://host", "127.0.0.1:99999",
@@ -19,7 +31,7 @@ def test_bad_urls_are_refused(url: object) -> None:
 
 
 def test_contexts_become_the_right_inputs() -> None:
-    client = Client("127.0.0.1:1")
+    client = offline()
     assert client.rows(["hero", None])["class_name"].ravel().tolist() == [b"hero", b"unconditional"]
     assert client.rows([0, 4])["class_index"].ravel().tolist() == [0, 4]
     mixed = client.rows(["food", {"hero": 1, "spell": 0.5}, None])["context"]
@@ -41,7 +53,7 @@ def test_unreachable_service_is_one_line(protocol: str) -> None:
 
 
 def test_bad_seeds_are_refused_before_sending() -> None:
-    client = Client("127.0.0.1:1")
+    client = offline()
     for seed in (-1, 1 << 64, [1], True):
         with pytest.raises(InputError, match="seed must be one integer"):
             client.ddim(["hero", "food"], seed=seed)
@@ -67,7 +79,93 @@ def test_unreachable_service_prints_nothing(capfd: pytest.CaptureFixture[str]) -
     (["hero"], {"eta": "x"}, "eta must be a number"),
 ])
 def test_malformed_requests_are_refused_before_sending(context, kwargs: dict, expected: str) -> None:
-    client = Client("127.0.0.1:1")
+    client = offline()
     with pytest.raises(InputError) as info:
         client.ddim(context, seed=1, **kwargs)
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def _bounded(call) -> BaseException | None:
+    """Run `call` in a thread; what it raised (None: returned). Fails if it is still running
+    after HANG_BOUND_S (the observable state is "it ended", not how fast)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_BOUND_S)
+    assert outcome, f"the call was still running after {HANG_BOUND_S} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("published", [False, True], ids=["asking-the-schema", "sampling"])
+def test_timeout_bounds_a_trickling_answer(published: bool) -> None:
+    """A server that sends its 200 and then one byte at a time: timeout_s ends the call."""
+    with trickling_server() as port:
+        client = offline(f"127.0.0.1:{port}") if published else Client(f"127.0.0.1:{port}")
+        client.timeout_s = 1.0
+        error = _bounded(lambda: client.ddim(["hero"], seed=1))
+    assert isinstance(error, ServerError) and "did not answer within 1 s" in str(error), error
+
+
+def _tensor(name: str, datatype: str, shape: list[int]) -> dict:
+    size = int(np.prod(shape))
+    return {"name": name, "datatype": datatype, "shape": shape, "data": [""] * size if datatype == "BYTES" else [0] * size}
+
+
+GOOD = [_tensor("sprite", "FP32", [1, 3, 16, 16]), _tensor("pixels", "UINT8", [1, 16, 16, 3]),
+        _tensor("used_seed", "UINT64", [1, 1]), _tensor("error", "BYTES", [1, 1])]
+
+
+@pytest.mark.parametrize("outputs, expected", [
+    ([_tensor("sprite", "FP32", [1, 3, 8, 8]), *GOOD[1:]], "answered sprite as float32 (1, 3, 8, 8)"),
+    (GOOD[1:], "answered sprite as nothing"),
+    ([GOOD[0], _tensor("pixels", "FP32", [1, 16, 16, 3]), *GOOD[2:]], "answered pixels as float32"),
+    ([*GOOD[:3]], "answered error as nothing"),
+])
+def test_an_answer_that_does_not_fit_the_schema_is_refused(outputs: list, expected: str) -> None:
+    with foreign_server(outputs) as port, Client(f"127.0.0.1:{port}", timeout_s=30) as client:
+        with pytest.raises(ServerError) as info:
+            client.ddim(["hero"], seed=1)
+    assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_the_schema_comes_from_the_server() -> None:
+    """The foreign server's well-formed answer is accepted: the client read its published schema."""
+    with foreign_server(GOOD) as port, Client(f"127.0.0.1:{port}", timeout_s=30) as client:
+        assert client.ddim(["hero"], seed=1).sprites.shape == (1, 3, 16, 16)
+        assert client.class_names == ("hero", "non-hero", "food", "spell", "side-facing")
+        assert client.published.samplers["ddim"] == ("n", "eta") and client.schema.timesteps == 500
+        with pytest.raises(InputError, match="sampler 'euler' is not served"):
+            client.sample("euler", ["hero"])
+        with pytest.raises(InputError, match="the ddpm sampler takes no n"):
+            client.sample("ddpm", ["hero"], n=5)
+
+
+@pytest.mark.parametrize("server", ["down", "foreign"])
+def test_sample_with_server_checks_the_batch_before_sending(server: str, tmp_path) -> None:
+    """`--num 20000` is refused at once (the local --max-batch check), or a down server is
+    reported at once: never 20,000 requests."""
+    from typer.testing import CliRunner
+
+    from spritegen.cli import app
+
+    def run(port: int):
+        return CliRunner().invoke(app, ["sample", "--server", f"127.0.0.1:{port}", "--num", "20000",
+                                        "--out", str(tmp_path / "g.png")])
+
+    if server == "down":
+        (port,) = free_ports(1)
+        result = run(port)
+        assert result.exit_code == 1 and "cannot reach the spritegen service" in result.output, result.output
+    else:
+        with foreign_server(GOOD) as port:
+            result = run(port)
+        assert result.exit_code == 1 and "more than --max-batch" in result.output, result.output
+    assert not (tmp_path / "g.png").exists()

@@ -27,6 +27,7 @@ def test_quick_serving_benchmark(export_dir: Path, tmp_path: Path) -> None:
     assert record["failures"] == 0 and figures["served 32 clients"]["sprites"] == 32
     for f in figures.values():
         assert f["p50_ms"] <= f["p99_ms"] and abs(f["throughput_sprites_per_s"] * f["wall_s"] - f["sprites"]) < 1e-6
-    ratio = figures["served 1 clients"]["p50_ms"] / figures["in-process batch 1"]["p50_ms"]
-    assert abs(record["ratios"]["served_1_client_p50_over_in_process_batch1_p50"] - ratio) < 1e-9
+        assert f["cpu_s_per_sprite"] > 0 and 0 <= f["load_1min"][0] <= f["load_1min"][1]  # conditions beside figures
+    for ratio in record["ratios"].values():  # over interleaved pairs: a range, not one number
+        assert ratio["pairs"] >= 1 and ratio["min"] <= ratio["median"] <= ratio["max"]
     assert Image.open(out.with_suffix(".png")).size[0] > 0
