@@ -33,8 +33,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from spritegen.contract import (DDIM_DEFAULT_STEPS, DPMPP_DEFAULT_STEPS, GRAPHS, UNET_FILES, check_solver_indices,
-                                dpmpp_indices)
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNET_FILES
 from spritegen.errors import ExportDirError, InputError, shown
 from spritegen.runtime import limits
 from spritegen.runtime.checks import (check_array, check_finite, check_number, check_positive, check_rate,
@@ -46,7 +45,7 @@ from spritegen.runtime.plan import Noise, Plan, ddim_plan, ddpm_plan
 from spritegen.runtime.pool import RunnerPool
 from spritegen.runtime.runners import LoopRunner, StepRunner, UnetRunner
 from spritegen.runtime.session import Graph, auto_spin, want_cuda
-from spritegen.runtime.solver import SolverStepRunner, SolverUnetRunner, solver_plan
+from spritegen.runtime.solver import SolverStepRunner, SolverUnetRunner, dpmpp_run, fast_run, solver_plan
 from spritegen.runtime.verify import check_files, check_io, read_graph
 
 IMPLS = ("unet", "step", "loop")
@@ -250,17 +249,7 @@ class Sampler:
         self._solver_impl(impl)
         check_number(eta, "eta", upper=1.0)
         check_rate(save_rate)
-        if indices is not None:
-            if n is not None:
-                raise InputError("pass n or indices, not both")
-            if isinstance(indices, np.ndarray):
-                indices = indices.tolist()
-            try:
-                return check_solver_indices(list(indices) if isinstance(indices, tuple) else indices, self.timesteps)
-            except ValueError as exc:
-                raise InputError(f"{exc}; got {shown(indices)}") from None
-        n = min(DPMPP_DEFAULT_STEPS, self.timesteps) if n is None else n
-        return tuple(dpmpp_indices(self.timesteps, check_steps(n, self.timesteps, "DPM-Solver++")))
+        return dpmpp_run(self.timesteps, n, indices)
 
     def check_fast(self, *, n: int | None = None, save_rate: int | None = None,
                    impl: str | None = None) -> tuple[tuple[int, ...], float]:
@@ -268,16 +257,7 @@ class Sampler:
         no fitted sampler, InputError for a call count it was not fitted for."""
         self._solver_impl(impl)
         check_rate(save_rate)
-        fast = self.manifest.fast
-        if fast is None:
-            raise ExportDirError(f"export {self.manifest.directory} has no fitted few-step sampler; re-export with "
-                                 "spritegen-export --fit, or use the dpmpp sampler")
-        n = fast.default_n if n is None else n
-        if isinstance(n, bool) or n not in fast.indices:
-            raise InputError(f"the fast sampler of this export is fitted for n in "
-                             f"{', '.join(map(str, fast.indices))} network calls, got {shown(n)}; use one of those, "
-                             "or the dpmpp sampler for any n")
-        return fast.indices[int(n)], fast.eta
+        return fast_run(self.manifest, n)
 
     # ---------------------------------------------------------------- driving
     def _solve(self, context: Context, indices: tuple[int, ...], eta: float, noise: np.ndarray | None,

@@ -20,8 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spritegen.contract import solver_triples
-from spritegen.runtime.manifest import Schedule
+from collections.abc import Sequence
+
+from spritegen.contract import DPMPP_DEFAULT_STEPS, check_solver_indices, dpmpp_indices, solver_triples
+from spritegen.errors import ExportDirError, InputError, shown
+from spritegen.runtime.checks import check_steps
+from spritegen.runtime.manifest import Manifest, Schedule
 from spritegen.runtime.plan import Noise, Plan
 from spritegen.runtime.runners import UnetRunner, _guided_context
 from spritegen.runtime.session import Graph
@@ -46,6 +50,37 @@ class SolverStep:
     half_over_r: np.float32
     noisy: bool  # whether the step adds S z (draws noise)
     keep: bool  # whether the state after it is kept as an intermediate
+
+
+def dpmpp_run(timesteps: int, n: int | None, indices: Sequence[int] | None) -> tuple[int, ...]:
+    """The step indices of a dpmpp call: contract.dpmpp_indices(T, n) (n default
+    DPMPP_DEFAULT_STEPS), or the caller's `indices` checked; InputError otherwise."""
+    if indices is None:
+        n = min(DPMPP_DEFAULT_STEPS, timesteps) if n is None else n
+        return tuple(dpmpp_indices(timesteps, check_steps(n, timesteps, "DPM-Solver++")))
+    if n is not None:
+        raise InputError("pass n or indices, not both")
+    listed = indices.tolist() if isinstance(indices, np.ndarray) else indices
+    if isinstance(listed, (list, tuple)):
+        listed = [int(i) if isinstance(i, np.integer) else i for i in listed]
+    try:
+        return check_solver_indices(listed, timesteps)
+    except ValueError as exc:
+        raise InputError(f"{exc}; got {shown(indices)}") from None
+
+
+def fast_run(manifest: Manifest, n: int | None) -> tuple[tuple[int, ...], float]:
+    """(step indices, eta) of a fast call: the manifest's table for n calls (default: its
+    recommended n); ExportDirError without a fitted sampler, InputError for an unfitted n."""
+    fast = manifest.fast
+    if fast is None:
+        raise ExportDirError(f"export {manifest.directory} has no fitted few-step sampler; re-export with "
+                             "spritegen-export --fit, or use the dpmpp sampler")
+    n = fast.default_n if n is None else n
+    if isinstance(n, bool) or n not in fast.indices:
+        raise InputError(f"the fast sampler of this export is fitted for n in {', '.join(map(str, fast.indices))} "
+                         f"network calls, got {shown(n)}; use one of those, or the dpmpp sampler for any n")
+    return fast.indices[int(n)], fast.eta
 
 
 def half_log_snr(ab_t: np.ndarray) -> np.ndarray:
