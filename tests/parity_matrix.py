@@ -5,7 +5,7 @@ Shared by tests/test_parity.py (which asserts a tolerance per measurement) and
 benchmarks/parity_table.py (which writes the measured errors to docs/parity.md), so
 the table that documents parity is the table that is tested.
 
-A case fixes a checkpoint, a sampler (DDPM-T or DDIM-n), a batch, a context kind,
+A case fixes a checkpoint, a sampler (DDPM-T, DDIM-n or DPM-Solver++-n), a batch, a context kind,
 guidance and eta; it names the paths that run it. Every path and the reference get
 the same x_T and the same per-step noise (`step_noise[i-1]` is the noise of the step
 starting at i). Three quantities are measured, each as max |path - reference|:
@@ -18,14 +18,15 @@ starting at i). Three quantities are measured, each as max |path - reference|:
 - "final": the clipped sprites.
 
 Paths: "torchscript" and "unet_fp16" are network files, driven by the reference
-sampler itself with the network swapped; "unet", "ddpm_step", "ddim_step" and
-"ddim_loop" are the runtime (`Sampler`, impl "unet" / "step" / "loop").
+sampler itself with the network swapped; "unet", "ddpm_step", "ddim_step",
+"solver_step" and "ddim_loop" are the runtime (`Sampler`, impl "unet" / "step" / "loop").
 """
 
 from __future__ import annotations
 
 import time
 import zlib
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,13 +36,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from spritegen.contract import CLASS_NAMES, FP16_UNET_FILE, GRAPHS, TORCHSCRIPT_FILE, ddim_pairs
-from spritegen.export.reference import sample_ddim, sample_ddpm
+from spritegen.contract import (CLASS_NAMES, FP16_UNET_FILE, GRAPHS, TORCHSCRIPT_FILE, ddim_pairs, dpmpp_indices,
+                                solver_triples)
+from spritegen.export.reference import sample_ddim, sample_ddpm, sample_dpmpp
 from spritegen.runtime import Sampler
 
-PATHS = ("torchscript", "unet", "ddpm_step", "ddim_step", "ddim_loop", "unet_fp16")
+PATHS = ("torchscript", "unet", "ddpm_step", "ddim_step", "solver_step", "ddim_loop", "unet_fp16")
 QUANTITIES = ("eps", "trajectory", "final")
-RUNTIME_IMPL = {"unet": "unet", "ddpm_step": "step", "ddim_step": "step", "ddim_loop": "loop"}
+RUNTIME_IMPL = {"unet": "unet", "ddpm_step": "step", "ddim_step": "step", "solver_step": "step", "ddim_loop": "loop"}
 FP16_PATHS = ("unet_fp16",)
 FP16_CHAIN_MAX_GUIDANCE = 2.0  # fp16 chains are compared end to end up to this guidance (quantities)
 
@@ -58,18 +60,18 @@ class Case:
     """One row of the matrix (module doc)."""
 
     checkpoint: str  # "bundled" (the demo) or "course" (course format: no shortcut, run config)
-    sampler: str  # "ddpm" (T steps) or "ddim"
-    n: int  # DDIM steps; T for DDPM
+    sampler: str  # "ddpm" (T steps), "ddim" or "dpmpp" (DPM-Solver++ 2M over contract.dpmpp_indices)
+    n: int  # DDIM steps / DPM-Solver++ calls; T for DDPM
     batch: int
     context: str  # "one-hot", "blend", "zero" or "mixed" (all three kinds, cycled over rows)
     guidance: float  # classifier-free guidance weight, 0 = off
-    eta: float  # DDIM eta, 0 = deterministic; > 0 gets injected step noise
+    eta: float  # DDIM / DPM-Solver++ eta, 0 = deterministic; > 0 gets injected step noise
     paths: tuple[str, ...]
     slow: bool = False  # DDPM-500 at batch 30: behind @pytest.mark.slow (CI still runs it)
 
     @property
     def id(self) -> str:
-        sampler = "ddpm500" if self.sampler == "ddpm" else f"ddim{self.n}"
+        sampler = "ddpm500" if self.sampler == "ddpm" else f"{self.sampler}{self.n}"
         return f"{self.checkpoint}-{sampler}-b{self.batch}-{self.context}-g{self.guidance:g}-eta{self.eta:g}"
 
     @property
@@ -97,6 +99,7 @@ _DDPM = ("torchscript", "unet", "ddpm_step", "unet_fp16")
 _DDPM_RUNTIME = ("unet", "ddpm_step")  # the runtime's DDPM paths (Sampler impl "unet" / "step")
 _DDIM = ("torchscript", "unet", "ddim_step", "unet_fp16")
 _LOOP = ("ddim_loop",)  # deterministic DDIM with the export's ddim_loop_steps (25)
+_DPMPP = ("unet", "solver_step")  # the runtime's DPM-Solver++ paths (the network files meet DDIM and DDPM above)
 
 # The covering design (docs/parity.md explains it): every path x every sampler it
 # runs, and per path every batch size, guidance on and off, eta on and off (DDIM
@@ -116,6 +119,10 @@ CASES: tuple[Case, ...] = (
     Case("course", "ddim", 25, 7, "mixed", 1.0, 0.0, _DDIM + _LOOP),
     Case("course", "ddim", 7, 1, "blend", 0.0, 0.8, _DDIM),
     Case("course", "ddpm", 500, 7, "mixed", 0.0, 0.0, _DDPM),
+    # DPM-Solver++ (2M; eta 1 is its SDE form): every batch size, guidance and eta on and off, both checkpoints
+    Case("bundled", "dpmpp", 6, 7, "mixed", 1.5, 1.0, _DPMPP),
+    Case("bundled", "dpmpp", 10, 30, "mixed", 0.0, 0.0, _DPMPP),
+    Case("course", "dpmpp", 4, 1, "blend", 0.0, 0.5, _DPMPP),
 )
 
 
@@ -187,6 +194,9 @@ def run_reference_sampler(net: nn.Module, case: Case, inputs: Inputs, timesteps:
     common = dict(step_noise=inputs.step_noise, guidance=case.guidance, timesteps=timesteps)
     if case.sampler == "ddpm":
         final, kept = sample_ddpm(net, inputs.noise, inputs.rows, save_rate=1, **common)
+    elif case.sampler == "dpmpp":
+        final, kept = sample_dpmpp(net, inputs.noise, inputs.rows, indices=dpmpp_indices(timesteps, case.n),
+                                   eta=case.eta, **common)
     else:
         final, kept = sample_ddim(net, inputs.noise, inputs.rows, n=case.n, eta=case.eta, **common)
     return final.numpy(), kept.numpy()
@@ -260,6 +270,9 @@ def run_path(export: Export, path: str, case: Case, inputs: Inputs) -> tuple[np.
     if case.sampler == "ddpm":
         return export.sampler.ddpm(inputs.runtime_context, noise=noise, step_noise=step_noise, save_rate=1,
                                    guidance=guidance, impl=impl)
+    if case.sampler == "dpmpp":
+        return export.sampler.dpmpp(inputs.runtime_context, n=case.n, eta=case.eta, noise=noise, step_noise=step_noise,
+                                    save_rate=1, guidance=guidance, impl=impl)
     return export.sampler.ddim(inputs.runtime_context, n=case.n, eta=case.eta, noise=noise, step_noise=step_noise,
                                save_rate=1, guidance=guidance, impl=impl)
 
@@ -289,6 +302,24 @@ def replay_steps(export: Export, path: str, case: Case, inputs: Inputs, kept: np
         if path == "ddim_step":
             feed.update(i_prev=np.array([i_prev], np.int64), eta=np.array([case.eta], np.float32))
         worst = max(worst, max_abs(session.run(None, feed)[0], kept[k]))
+        state = kept[k]
+    return worst
+
+
+def replay_solver(export: Export, case: Case, inputs: Inputs, kept: np.ndarray) -> float:
+    """max |solver_step(x_i, m) - x_next_ref| over every step, each fed the reference's own x_i; m is
+    the graph's x0 output for the reference's previous state (the reference keeps no x0)."""
+    session, T = export.step_session("solver_step"), export.timesteps
+    rows = inputs.rows.numpy()
+    c = np.concatenate([rows, np.zeros_like(rows)]) if case.guidance else rows  # (GB, K)
+    w, eta = np.array([case.guidance], np.float32), np.array([case.eta], np.float32)
+    state, m, worst = inputs.noise.numpy(), np.zeros_like(inputs.noise.numpy()), 0.0
+    for k, (i, i_next, i_last) in enumerate(solver_triples(dpmpp_indices(T, case.n))):
+        z = np.zeros_like(state) if inputs.step_noise is None else inputs.step_noise[i - 1].numpy()
+        feed = {"x": state, "m": m, "c": c, "i": np.array([i]), "i_next": np.array([i_next]),
+                "i_last": np.array([i_last]), "eta": eta, "z": z, "w": w}
+        x_next, m = session.run(None, feed)
+        worst = max(worst, max_abs(x_next, kept[k]))
         state = kept[k]
     return worst
 
@@ -350,8 +381,9 @@ class Matrix:
         runs, export = self._for(case), self.export(case.checkpoint)
         if quantity == "eps":
             started = self.clock()
-            if path in ("ddpm_step", "ddim_step"):
-                error = replay_steps(export, path, case, runs.inputs, runs.kept)
+            if path in ("ddpm_step", "ddim_step", "solver_step"):
+                replay = replay_solver if path == "solver_step" else partial(replay_steps, path=path)
+                error = replay(export, case=case, inputs=runs.inputs, kept=runs.kept)
                 scale = float(np.abs(runs.kept).max())
             else:
                 error = replay_network(export.net(path), runs.calls)

@@ -74,15 +74,18 @@ def test_design_covers_the_matrix() -> None:
     per path, every sampler it can run, every batch size, guidance on and off, eta on and
     off (stochastic paths), every context kind; both checkpoints; DDPM-500 at batch 30 (slow)
     on every runtime path that runs DDPM."""
-    samplers = {"ddpm_step": {"ddpm"}, "ddim_step": {25, 50, 7, 500}, "ddim_loop": {25}}
+    samplers = {"ddpm_step": {"ddpm"}, "ddim_step": {25, 50, 7, 500}, "ddim_loop": {25}, "solver_step": {"dpmpp"},
+                "unet": {"ddpm", 25, 50, 7, 500, "dpmpp"}}
     for path in PATHS:
         cases = [c for c in CASES if path in c.paths]
-        ran = {c.n if c.sampler == "ddim" else "ddpm" for c in cases}
+        ran = {c.n if c.sampler == "ddim" else c.sampler for c in cases}
         assert samplers.get(path, {"ddpm", 25, 50, 7, 500}) <= ran, f"{path} lacks samplers"
         assert {c.batch for c in cases} >= {1, 7, 30}, f"{path} lacks batch sizes"
         assert {bool(c.guidance) for c in cases} == {True, False}, f"{path} lacks guidance on or off"
-        if path not in ("ddpm_step", "ddim_loop"):  # DDPM has no eta; the loop graph is eta = 0
+        if path not in ("ddpm_step", "ddim_loop", "solver_step"):  # DDPM has no eta; the loop graph is eta = 0
             assert {c.eta > 0 for c in cases if c.sampler == "ddim"} == {True, False}, f"{path} lacks eta"
+        if "dpmpp" in ran:
+            assert {c.eta > 0 for c in cases if c.sampler == "dpmpp"} == {True, False}, f"{path} lacks dpmpp eta"
         kinds = {c.context for c in cases}
         assert "mixed" in kinds or kinds >= {"one-hot", "blend", "zero"}, f"{path} lacks context kinds"
         assert {c.checkpoint for c in cases} == {"bundled", "course"}, f"{path} lacks a checkpoint"
