@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, ModelConfig
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, UNCONDITIONAL, ModelConfig
 
 SAMPLERS = ("ddim", "ddpm")
 MODELS = {"ddim": "spritegen_ddim", "ddpm": "spritegen_ddpm"}  # Triton model name per sampler
 SEED_DTYPE = np.dtype(np.uint64)  # seeds are 64-bit (the runtime's noise generator keys)
-UNCONDITIONAL = "unconditional"  # class_name of a zero context row, as the CLI spells it
 DEFAULTS = {"n": DDIM_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}  # when a request omits them
 
 

@@ -16,7 +16,7 @@ from spritegen.errors import CheckpointError
 from spritegen.export import load_checkpoint, load_model
 from spritegen.export.checkpoint import infer_config
 from spritegen.export.model import SHORTCUT_KEYS
-from tests.conftest import course_state_dict, make_random_model
+from tests.models import course_state_dict, make_random_model
 
 ARTIFACT = "dlai-course/model-registry/SpriteGen:latest"
 

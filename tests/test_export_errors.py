@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tests.conftest import make_random_model
+from tests.models import make_random_model
 from spritegen.contract import MANIFEST_FILE, MANIFEST_FORMAT, ModelConfig, ScheduleConfig, ddim_pairs
 from spritegen.errors import ExportError
 from spritegen.export.checks import Tolerances

@@ -25,7 +25,7 @@ from spritegen.export.checkpoint import MAX_CHECKPOINT_BYTES, NO_CONFIG, load_ch
 from spritegen.export.cli import main
 from spritegen.export.exporter import export
 from spritegen.export.run_config import MAX_CONFIG_BYTES
-from tests.conftest import course_state_dict, make_random_model
+from tests.models import course_state_dict, make_random_model
 
 TINY = ModelConfig(n_feat=8)
 

@@ -13,7 +13,7 @@ import torch
 
 from spritegen.contract import ModelConfig
 from spritegen.export.reference import sample_ddim, sample_ddpm
-from tests.conftest import make_random_model
+from tests.models import make_random_model
 from tests.tolerances import REDERIVATION_ATOL
 
 T, BETA1, BETA2 = 500, 1e-4, 0.02
