@@ -26,19 +26,18 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spritegen import __version__, wandb_env
 from spritegen.cache import check_cached_precision, damaged, default_export
 from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
-from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, NOISE
+from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, NOISE, UNCONDITIONAL
 from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
+from spritegen.cli_options import Precision, RuntimeOptions, err, errors, runtime_options
 from spritegen.runtime import limits
 
 app = typer.Typer(help="Make SpriteGen sprites with ONNX Runtime (no torch needed).", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
-err = Console(stderr=True)
 
 
 class SamplerName(str, Enum):
@@ -46,32 +45,6 @@ class SamplerName(str, Enum):
     ddpm = "ddpm"
 
 
-class Impl(str, Enum):
-    step = "step"
-    unet = "unet"
-    loop = "loop"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-ExportDir = typer.Option(None, "--export-dir", "-e", envvar="SPRITEGEN_EXPORT_DIR", file_okay=False,
-                         help="Export directory from spritegen-export (default: a cached export of the bundled model).")
-ProviderOpt = typer.Option("auto", "--provider", help="auto (CUDA if available), cuda or cpu.")
-ThreadsOpt = typer.Option(None, "--threads", min=1, max=limits.max_threads(),
-                          help="ONNX Runtime intra-op threads (default: all cores).")
-SpinOpt = typer.Option(None, "--spin/--no-spin", metavar="", help="Force ONNX Runtime's spin-waiting on or off "
-                       "(default: automatic; docs/runtime.md).")
-MaxBatchOpt = typer.Option(limits.MAX_BATCH, "--max-batch", min=1, help="Most sprites one run may sample (a "
-                           "memory bound, checked before sampling).")
-ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused graph; the fp32 default), unet "
-                       "(network + numpy update; the only one for fp16/int8) or loop (whole-DDIM graph, its fixed n "
-                       "only).")
-PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
-                            "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
 SeedOpt = typer.Option(None, "--seed", min=0, max=(1 << NOISE.seed_bits) - 1, help="Seed in [0, 2^64) of the portable noise, "
                        "docs/noise.md (default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, max=limits.MAX_GUIDANCE,
@@ -97,13 +70,13 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 # ------------------------------------------------------------------ commands
 @app.command()
+@runtime_options
 def sample(
-    export_dir: Optional[Path] = ExportDir,
     sampler: SamplerName = typer.Option(SamplerName.ddim, "--sampler", help="ddim (fast) or ddpm (T steps)."),
     n: Optional[int] = StepsOpt,
     eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names, or "
-                                          "'unconditional' (default: every class)."),
+                                          f"'{UNCONDITIONAL}' (default: every class)."),
     num: int = typer.Option(6, "--num", min=1, help="Sprites per class."),
     seed: Optional[int] = SeedOpt,
     guidance: float = GuidanceOpt,
@@ -112,22 +85,17 @@ def sample(
     gif: Optional[Path] = typer.Option(None, "--gif", help="Also write the denoising trajectory as a .gif."),
     npy: Optional[Path] = typer.Option(None, "--npy", help="Also write the sprites as a float32 (B,C,H,W) .npy."),
     scale: int = ScaleOpt,
-    provider: str = ProviderOpt,
-    threads: Optional[int] = ThreadsOpt,
-    impl: Optional[Impl] = ImplOpt,
-    precision: Precision = PrecisionOpt,
-    spin: Optional[bool] = SpinOpt,
-    max_batch: int = MaxBatchOpt,
     server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
                                          "host:port or grpc://host:port (same seed, same grid as a local run)."),
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
-    with _errors():
+    with errors():
         ddim_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
-        runtime = _remote(server) if server is not None else _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _remote(server) if server is not None else _open(options)
         names = _class_list(classes, runtime.class_names)
         rate = (1 if sampler is SamplerName.ddim else DDPM_SAVE_RATE) if gif else None
         if server is not None:  # the service checks the request (and refuses --gif: final sprites only)
@@ -138,7 +106,7 @@ def sample(
                 n = runtime.check_ddim(n=n, eta=eta or 0.0, save_rate=rate)
             frames = 1 + trajectory_states(runtime.timesteps, n, rate) if gif else 1
             images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
-        context = [None if name == "unconditional" else name for name in names for _ in range(num)]
+        context = [None if name == UNCONDITIONAL else name for name in names for _ in range(num)]
         seed = _seed(seed)
         with _progress(f"{sampler.value}") as progress:
             kwargs = dict(seed=seed, guidance=guidance, save_rate=rate, progress=progress)
@@ -156,8 +124,8 @@ def sample(
 
 
 @app.command()
+@runtime_options
 def compare(
-    export_dir: Optional[Path] = ExportDir,
     n: Optional[int] = StepsOpt,
     eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names (default: all)."),
@@ -169,24 +137,19 @@ def compare(
                                    "unless logged in)."),
     project: str = typer.Option(wandb_env.PROJECT, "--project", help="W&B project."),
     scale: int = typer.Option(4, "--scale", min=1, max=limits.MAX_SCALE, help="Pixels per sprite pixel in the PNG."),
-    provider: str = ProviderOpt,
-    threads: Optional[int] = ThreadsOpt,
-    impl: Optional[Impl] = ImplOpt,
-    precision: Precision = PrecisionOpt,
-    spin: Optional[bool] = SpinOpt,
-    max_batch: int = MaxBatchOpt,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """The samplers battle: the same noise through DDPM (T steps) and DDIM (n steps), side by side."""
     from spritegen.runtime import images
-    with _errors():
+    with errors():
         check_outputs([Output("--out", out, PICTURES)])
-        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _open(options)
         names = _class_list(classes, runtime.class_names)
         check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
         n = runtime.check_ddim(n=n, eta=eta or 0.0)  # before the DDPM half, which takes T steps
         images.check_grid(len(names) * num, 3, scale, runtime.image_shape[1:])
         labels = [name for name in names for _ in range(num)]
-        context = [None if name == "unconditional" else name for name in labels]
+        context = [None if name == UNCONDITIONAL else name for name in labels]
         seed = _seed(seed)
         noise = runtime.noise(len(labels), seed)  # the x_T both samplers start from
         seconds = {}
@@ -211,8 +174,8 @@ def compare(
 
 
 @app.command()
+@runtime_options
 def mix(
-    export_dir: Optional[Path] = ExportDir,
     start: Optional[str] = typer.Option("hero", "--from", help="Class at the top of the ramp ('' for no ramp)."),
     end: str = typer.Option("food", "--to", help="Class at the bottom of the ramp."),
     steps: int = typer.Option(5, "--steps", min=0, help="Rows in the ramp from --from to --to."),
@@ -226,20 +189,15 @@ def mix(
     out: Path = typer.Option(Path("mix.png"), "--out", "-o", help="Grid to write: .png or .gif, or .npy (the "
                              "sprites)."),
     scale: int = ScaleOpt,
-    provider: str = ProviderOpt,
-    threads: Optional[int] = ThreadsOpt,
-    impl: Optional[Impl] = ImplOpt,
-    precision: Precision = PrecisionOpt,
-    spin: Optional[bool] = SpinOpt,
-    max_batch: int = MaxBatchOpt,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Blended contexts: a ramp between two classes plus your blends; each column shares its noise."""
     from spritegen.runtime import images
     from spritegen.runtime.context import describe, parse_blend
-    with _errors():
+    with errors():
         ddim_options(sampler.value, n=n, eta=None)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))])
-        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _open(options)
         names = runtime.class_names
         ramp = steps if start else 0
         check_batch((ramp + len(blend or [])) * num, runtime, f"{ramp + len(blend or [])} rows x --num {num}")
@@ -269,16 +227,6 @@ def mix(
 
 
 # ------------------------------------------------------------------ helpers
-@contextmanager
-def _errors() -> Iterator[None]:
-    """SpriteGenError -> `error: <message>` on stderr and exit 1, no traceback."""
-    try:
-        yield
-    except SpriteGenError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
 @contextmanager
 def _progress(label: str) -> Iterator:
     """A rich progress bar on stderr; yields the sampler's progress(done, total) callback."""
@@ -321,10 +269,10 @@ def _class_list(classes: Optional[str], valid: tuple[str, ...]) -> list[str]:
     by_key = {name.lower(): name for name in valid}
     keys = [c.strip().lower() for c in classes.split(",") if c.strip()]
     if not keys:
-        raise InputError(f"--classes names no class; valid classes: {', '.join(valid)}, unconditional")
+        raise InputError(f"--classes names no class; valid classes: {', '.join(valid)}, {UNCONDITIONAL}")
     for key in keys:
-        if key not in by_key and key != "unconditional":
-            raise InputError(f"unknown class {key!r}; valid classes: {', '.join(valid)}, unconditional")
+        if key not in by_key and key != UNCONDITIONAL:
+            raise InputError(f"unknown class {key!r}; valid classes: {', '.join(valid)}, {UNCONDITIONAL}")
     return [by_key.get(key, key) for key in keys]
 
 
@@ -332,15 +280,13 @@ def _seed(seed: Optional[int]) -> int:
     return secrets.randbits(32) if seed is None else seed
 
 
-def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Optional[Impl],
-          spin: Optional[bool], precision: Precision, max_batch: int = limits.MAX_BATCH):
+def _open(runtime: RuntimeOptions):
     """The Sampler on --export-dir, else on the bundled model's cached export (rebuilt once when damaged)."""
-    options = dict(provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
-                   precision=precision.value, max_batch=max_batch)
-    if export_dir is not None:
-        return _load(export_dir, options)
+    options = runtime.sampler_options()
+    if runtime.export_dir is not None:
+        return _load(runtime.export_dir, options)
     directory = default_export(_say)
-    check_cached_precision(directory, precision.value)
+    check_cached_precision(directory, runtime.precision.value)
     try:
         return _load(directory, options)
     except ExportDirError as exc:
