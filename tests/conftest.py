@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from spritegen.contract import ModelConfig
+
 if TYPE_CHECKING:
     from spritegen.runtime import Sampler
 
@@ -158,11 +160,37 @@ def course_export(tmp_path_factory: pytest.TempPathFactory, course_run_dir: Path
     return _export_once(tmp_path_factory, "course_export", course_run_dir, fp16=True)
 
 
+# The small ContextUnet of tiny_export: the course's sprites, classes and schedule (every
+# graph's inputs and outputs as the course model's), an eighth of its features, so each
+# network call costs a small fraction of the course model's.
+TINY_CONFIG = ModelConfig(n_feat=8)
+
+
+def _write_tiny_export(folder: Path) -> None:
+    import torch
+
+    from spritegen.export.exporter import export
+    from tests.models import make_random_model
+
+    torch.save(make_random_model(seed=8, config=TINY_CONFIG).state_dict(), folder / "context_model.pth")
+    export(folder / "context_model.pth", folder / "export", fp16=True, int8=True)
+
+
 @pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """The export the runtime, CLI and C++ tests sample from: bundled_export (shared: never
-    alter it). A module measuring another export overrides it (test_benchmarks.py)."""
-    return bundled_export
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A validated export of a tiny random ContextUnet (TINY_CONFIG) with unet_fp16.onnx and
+    unet_int8.onnx, built once per run; never alter it."""
+    return built_once(tmp_path_factory, "tiny_export", _write_tiny_export) / "export"
+
+
+@pytest.fixture(scope="session")
+def export_dir(tiny_export: Path) -> Path:
+    """The export the CLI, C++, browser, serving and runtime-input tests sample from: every
+    graph and file of an export, on the tiny model (shared: never alter it). A module that
+    compares with the bundled demo's eager model overrides it with bundled_export
+    (test_runtime.py, test_precisions.py), one measuring speed with course_export
+    (test_benchmarks.py)."""
+    return tiny_export
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 the errors each path measures against the eager reference samplers.
 
 Shared by tests/test_parity.py (which asserts a tolerance per measurement) and
-benchmarks/parity_table.py (which writes the measured errors to docs/parity.md), so
+tests/parity_table.py (which writes the measured errors to docs/parity.md), so
 the table that documents parity is the table that is tested.
 
 A case fixes a checkpoint, a sampler (DDPM-T or DDIM-n), a batch, a context kind,

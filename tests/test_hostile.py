@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spritegen.contract import CLASS_NAMES, GRAPHS, MANIFEST_FILE
+from spritegen.contract import CLASS_NAMES, GRAPHS, MANIFEST_FILE, MODEL_LIMITS
 from spritegen.errors import ExportDirError
 from spritegen.export.checkpoint import load_model
 from spritegen.files import sha256_file
@@ -195,8 +195,11 @@ def _swap_classes(manifest: dict[str, Any]) -> None:
     names[0], names[2] = names[2], names[0]
 
 
+_HEIGHT_RANGE = "height must be an integer in {}..{}".format(*MODEL_LIMITS["height"])
+
+
 def _edit_height(manifest: dict[str, Any]) -> None:
-    manifest["model"]["hyperparameters"]["height"] = 32
+    manifest["model"]["hyperparameters"]["height"] = 20  # within MODEL_LIMITS: only the graphs disagree
 
 
 def _edit_loop_steps(manifest: dict[str, Any]) -> None:
@@ -265,8 +268,8 @@ def _set(path: str, value: Any) -> Any:
 _DELETE = object()
 HOSTILE_MANIFESTS = {
     "model-string": (_set("model", "big"), "model must be an object"),
-    "height-string": (_set("model/hyperparameters/height", "16"), "height must be an integer in 1..256"),
-    "height-huge": (_set("model/hyperparameters/height", 10**6), "height must be an integer in 1..256"),
+    "height-string": (_set("model/hyperparameters/height", "16"), _HEIGHT_RANGE),
+    "height-huge": (_set("model/hyperparameters/height", 10**6), _HEIGHT_RANGE),
     "n_feat-bool": (_set("model/hyperparameters/n_feat", True), "n_feat must be an integer"),
     "n_feat-null": (_set("model/hyperparameters/n_feat", None), "n_feat must be an integer"),
     "channels-2": (_set("model/hyperparameters/in_channels", 2), "in_channels must be one of"),

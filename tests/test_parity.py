@@ -2,7 +2,7 @@
 
 One table of cases (tests/parity_matrix.py: CASES) drives one parametrised test; each
 (case, path, quantity) item measures max |path - reference| and must stay within the
-tolerance of its precision and quantity below. benchmarks/parity_table.py runs the
+tolerance of its precision and quantity below. tests/parity_table.py runs the
 same items and writes the measured errors to docs/parity.md.
 """
 

@@ -44,6 +44,17 @@ TEST_SEED = 777  # trajectories for the tolerance test: neither calibration's (1
 
 
 @pytest.fixture(scope="module")
+def export_dir(bundled_export: Path) -> Path:
+    """The bundled demo's export (not conftest's tiny one): these tests compare it with the demo's eager model."""
+    return bundled_export
+
+
+@pytest.fixture(scope="module")
+def sampler(export_dir: Path) -> Sampler:
+    return Sampler.load(export_dir, provider="cpu")
+
+
+@pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     return load_model(None)
 
