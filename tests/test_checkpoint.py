@@ -48,6 +48,7 @@ class FakeApi:
         return self.artifacts[name]
 
 
+@pytest.mark.fast
 def test_course_format_checkpoint_loads_strictly_with_pinned_shortcut(course_checkpoint: Path) -> None:
     loaded = load_checkpoint(course_checkpoint, shortcut_seed=0)
     assert not loaded.shortcut_from_checkpoint

@@ -58,6 +58,7 @@ def test_sample_writes_grid_gif_and_arrays(export_dir: Path, tmp_path: Path) -> 
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
+@pytest.mark.fast
 def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert _run("sample", "-e", export_dir, "-c", "spell", "--num", "2", "--n", "10", "--eta", "1", "--seed", "9",
@@ -101,6 +102,7 @@ def test_sample_bad_input(export_dir: Path, tmp_path: Path, args: list[str], exp
     ["compare", "--num", "0"],
     ["mix", "--steps", "-1"],
 ])
+@pytest.mark.fast
 def test_usage_errors_exit_2_with_the_usage_message(args: list[str], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -110,6 +112,7 @@ def test_usage_errors_exit_2_with_the_usage_message(args: list[str], tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fast
 def test_version_and_flag_help() -> None:
     from spritegen import __version__
 
@@ -134,6 +137,7 @@ def test_version_and_flag_help() -> None:
     (["--sampler", "ddpm", "--eta", "0.5"], "--eta is a DDIM option"),
     (["--sampler", "ddpm", "--n", "5", "--eta", "0.5"], "--n and --eta are DDIM options"),
 ])
+@pytest.mark.fast
 def test_outputs_and_options_are_refused_before_the_export_is_opened(tmp_path: Path, args: list[str],
                                                                       expected: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:

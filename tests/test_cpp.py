@@ -143,6 +143,7 @@ def test_seeded_run_is_deterministic_and_writes_images(cpp_binary: Path, export_
     assert np.abs(rgba[..., :3].astype(int) - expected.transpose(0, 2, 3, 1)).max() <= 1  # rounding of .5 only
 
 
+@pytest.mark.fast
 def test_noise_equals_numpy_bit_for_bit(cpp_binary: Path, tmp_path: Path) -> None:
     """spritegen_cpp noise == runtime.noise.draw for edge and random seeds and streams."""
     seeds = [0, 1, 2**32 - 1, 2**32, 2**64 - 1, *np.random.default_rng(3).integers(0, 2**63, 5).tolist()]
@@ -269,6 +270,7 @@ def test_outputs_replace_regular_files_only(cpp_binary: Path, export_dir: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.rgba", "link.png", "target.png"]  # no temp left
 
 
+@pytest.mark.fast
 def test_bad_input_is_one_line_and_nonzero(cpp_binary: Path, export_dir: Path, noise_files: dict[str, Path],
                                            tmp_path: Path) -> None:
     for name, args in _bad_inputs(tmp_path, noise_files).items():

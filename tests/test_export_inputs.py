@@ -154,6 +154,7 @@ CONFIG_CASES = [
 
 
 @pytest.mark.parametrize("config, pattern", [(c, p) for _, c, p in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+@pytest.mark.fast
 def test_malformed_run_config_is_one_line_naming_file_and_field(tmp_path: Path, tiny_state, config: bytes,
                                                                 pattern: str) -> None:
     directory = _artifact_dir(tmp_path, tiny_state, config)
