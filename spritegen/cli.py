@@ -31,9 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spritegen import __version__, wandb_env
 from spritegen.cache import check_cached_precision, damaged, default_export
 from spritegen.cli_checks import Output, check_batch, check_outputs, ddim_options, trajectory_states
+from spritegen.cli_options import RuntimeOptions, err, errors, runtime_options
 from spritegen.contract import DDIM_DEFAULT_STEPS, DDPM_SAVE_RATE, NOISE, UNCONDITIONAL
 from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
-from spritegen.cli_options import Precision, RuntimeOptions, err, errors, runtime_options
 from spritegen.runtime import limits
 
 app = typer.Typer(help="Make SpriteGen sprites with ONNX Runtime (no torch needed).", no_args_is_help=True,

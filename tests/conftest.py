@@ -199,3 +199,11 @@ def sampler(export_dir: Path) -> "Sampler":
     from spritegen.runtime import Sampler
 
     return Sampler.load(export_dir, provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def bundled_sampler(bundled_export: Path) -> "Sampler":
+    """One CPU Sampler on bundled_export, for tests comparing with the demo's eager model."""
+    from spritegen.runtime import Sampler
+
+    return Sampler.load(bundled_export, provider="cpu")

@@ -380,12 +380,13 @@ def test_non_regular_or_oversized_files_are_refused_before_reading(export_dir: P
 
 
 # ----------------------------------------------------- one export, one checkpoint
-def test_graph_copied_from_another_export_is_refused_even_rehashed(export_dir: Path, course_export: Path,
+def test_graph_copied_from_another_export_is_refused_even_rehashed(bundled_export: Path, course_export: Path,
                                                                    tmp_path: Path) -> None:
     """Same architecture, same schedule, other checkpoint: rehashed, it passes every other check
-    and would sample different sprites; the checkpoint each file records refuses it at load."""
-    manifest = _manifest(export_dir)
-    directory = _farm(export_dir, tmp_path, manifest)
+    and would sample different sprites; the checkpoint each file records refuses it at load.
+    (The demo's export: the course model's architecture, which the tiny export_dir's is not.)"""
+    manifest = _manifest(bundled_export)
+    directory = _farm(bundled_export, tmp_path, manifest)
     (directory / "unet.onnx").unlink()
     shutil.copy(course_export / "unet.onnx", directory / "unet.onnx")
     manifest["files"]["unet.onnx"] = {"sha256": sha256_file(directory / "unet.onnx"),

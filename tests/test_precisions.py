@@ -39,15 +39,10 @@ from tests.tolerances import FP16_SAMPLE_ATOL, INT8_REL_RMS_TOL, SAMPLE_ATOL
 TEST_SEED = 777  # trajectories for the tolerance test: neither calibration's (123) nor validation's (321)
 
 
-@pytest.fixture(scope="module")
-def export_dir(bundled_export: Path) -> Path:
-    """The bundled demo's export (not conftest's tiny one): these tests compare it with the demo's eager model."""
-    return bundled_export
-
-
-@pytest.fixture(scope="module")
-def sampler(export_dir: Path) -> Sampler:
-    return Sampler.load(export_dir, provider="cpu")
+@pytest.fixture(scope="session")
+def sampler(bundled_sampler: Sampler) -> Sampler:
+    """The demo's export (not conftest's tiny one): compared here with the demo's eager model."""
+    return bundled_sampler
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,10 @@ from tests.tolerances import IMPL_ATOL, SAMPLE_ATOL
 CONTEXT = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0.6, 0], [0, 0, 0, 0, 0]], np.float32)  # one-hot, blend, zero
 
 
-@pytest.fixture(scope="module")
-def export_dir(bundled_export: Path) -> Path:
-    """The bundled demo's export (not conftest's tiny one): these tests compare it with the demo's eager model."""
-    return bundled_export
-
-
-@pytest.fixture(scope="module")
-def sampler(export_dir: Path) -> Sampler:
-    return Sampler.load(export_dir, provider="cpu")
+@pytest.fixture(scope="session")
+def sampler(bundled_sampler: Sampler) -> Sampler:
+    """The demo's export (not conftest's tiny one): compared here with the demo's eager model."""
+    return bundled_sampler
 
 
 @pytest.fixture(scope="session")
