@@ -54,7 +54,6 @@ def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if ".partial-" in p.name)
 
 
-@pytest.mark.fast
 def test_tiny_export_succeeds_and_replaces_the_old_one_whole(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = _previous_export(tmp_path / "export")
     said: list[str] = []
