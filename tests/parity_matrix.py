@@ -274,9 +274,10 @@ def run_path(export: Export, path: str, case: Case, inputs: Inputs) -> tuple[np.
 REPLAY_CALLS = 64
 
 
-def replayed(count: int, limit: int = REPLAY_CALLS) -> list[int]:
-    """Indices of the calls (or steps) replayed out of `count`: all of them up to `limit`,
-    else `limit` evenly spread ones, both ends included."""
+def replayed(count: int) -> list[int]:
+    """Indices of the calls (or steps) replayed out of `count`: all of them up to REPLAY_CALLS,
+    else REPLAY_CALLS evenly spread ones, both ends included."""
+    limit = REPLAY_CALLS
     if count <= limit:
         return list(range(count))
     return sorted({round(k * (count - 1) / (limit - 1)) for k in range(limit)})
