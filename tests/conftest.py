@@ -186,10 +186,10 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def export_dir(tiny_export: Path) -> Path:
     """The export the CLI, C++, browser, serving and runtime-input tests sample from: every
-    graph and file of an export, on the tiny model (shared: never alter it). A module that
-    compares with the bundled demo's eager model overrides it with bundled_export
-    (test_runtime.py, test_precisions.py), one measuring speed with course_export
-    (test_benchmarks.py)."""
+    graph and file of an export, on the tiny model (shared: never alter it). Modules that
+    compare with the demo's eager model take bundled_sampler (test_runtime.py,
+    test_precisions.py); test_cpp.py needs the demo's unclipped DDPM sprites and
+    test_benchmarks.py the course model's speed, so they override this fixture."""
     return tiny_export
 
 
