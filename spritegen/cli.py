@@ -85,9 +85,9 @@ def sample(
     gif: Optional[Path] = typer.Option(None, "--gif", help="Also write the denoising trajectory as a .gif."),
     npy: Optional[Path] = typer.Option(None, "--npy", help="Also write the sprites as a float32 (B,C,H,W) .npy."),
     scale: int = ScaleOpt,
+    options: RuntimeOptions = RuntimeOptions(),
     server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
                                          "host:port or grpc://host:port (same seed, same grid as a local run)."),
-    options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images

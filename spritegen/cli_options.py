@@ -87,12 +87,12 @@ RUNTIME_OPTIONS: dict[str, Any] = {
     "max_batch": typer.Option(limits.MAX_BATCH, "--max-batch", min=1, help="Most sprites one run may sample (a "
                               "memory bound, checked before sampling)."),
 }
-_FIRST = ("export_dir",)  # listed before the command's own options in --help; the rest after them
+_FIRST = ("export_dir",)  # listed first in --help; the rest where the command declares `options`
 
 
 def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
     """`command(..., options: RuntimeOptions)` as a typer command taking the seven options."""
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+    own = list(inspect.signature(command, eval_str=True).parameters.values())
     types = get_type_hints(RuntimeOptions)
     added = {name: inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option,
                                      annotation=types[name]) for name, option in RUNTIME_OPTIONS.items()}
@@ -102,7 +102,9 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
         command(options=RuntimeOptions(**{name: kwargs.pop(name) for name in RUNTIME_OPTIONS}), **kwargs)
 
     first = [added[name] for name in _FIRST]
-    last = [parameter for name, parameter in added.items() if name not in _FIRST]
-    wrapper.__signature__ = inspect.Signature(first + own + last)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in first + own + last}
+    rest = [parameter for name, parameter in added.items() if name not in _FIRST]
+    at = [p.name for p in own].index("options")  # the rest take the place of `options` in --help
+    parameters = first + own[:at] + rest + own[at + 1:]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
