@@ -20,6 +20,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from spritegen.contract import UNCONDITIONAL
 from spritegen.errors import InputError, shown
 from spritegen.runtime.checks import real_number
 from spritegen.runtime.limits import MAX_CONTEXT_WEIGHT
@@ -84,7 +85,7 @@ def describe(row: np.ndarray, class_names: Sequence[str]) -> str:
     """A short label for one context row: 'hero', 'hero 1 + food 0.6', or 'unconditional'."""
     parts = [(name, float(w)) for name, w in zip(class_names, row) if w != 0]
     if not parts:
-        return "unconditional"
+        return UNCONDITIONAL
     if len(parts) == 1 and parts[0][1] == 1:
         return parts[0][0]
     return " + ".join(f"{name} {w:g}" for name, w in parts)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from spritegen.contract import TIMESTEPS_LIMITS
+
 # Sprites per call. Measured on the demo export: one guided DDIM call at batch 1024 raised the
 # process's peak RSS from 86 MiB to 1.2 GB (impl="step"; each other implementation's session
 # keeps its own arena, +0.8 GB for "unet"). A service wanting more calls more often, or passes
@@ -30,12 +32,11 @@ THREADS_PER_CORE = 4
 # concurrent calls of one shape to reuse theirs) and overall (a service seeing many shapes).
 MAX_IDLE_RUNNERS_PER_SHAPE = 8
 MAX_IDLE_RUNNERS = 32
-# Export facts read from a manifest (the course: T=500, 16x16 RGB, 5 classes, 64 features).
-MAX_TIMESTEPS = 10_000  # DDPM literature uses 1000-4000; each step is one network call
-MAX_HEIGHT = 256
-MAX_CHANNELS = 4
-MAX_CLASSES = 1024
-MAX_FEATURES = 4096
+# Export facts read from a manifest (the course: T=500, 16x16 RGB, 5 classes, 64 features): the
+# model's hyperparameters are held to spritegen.contract.MODEL_LIMITS, the exporter's own table,
+# so whatever exports loads; T to the exporter's TIMESTEPS_LIMITS (DDPM literature uses
+# 1000-4000; each step is one network call).
+MAX_TIMESTEPS = TIMESTEPS_LIMITS[1]
 MAX_CLASS_NAME = 64  # characters
 # Files: protobuf cannot serialise a model of 2 GiB or more, so a bigger graph file is not one.
 MAX_GRAPH_BYTES = (1 << 31) - 1

@@ -13,14 +13,12 @@ import dataclasses
 import math
 from typing import Any
 
-from spritegen.contract import FAST_KEY, SOLVERS, ModelConfig, ScheduleConfig, check_solver_indices
+from spritegen.contract import (FAST_KEY, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig, ScheduleConfig,
+                                check_solver_indices)
 from spritegen.errors import shown
 from spritegen.runtime import limits
 
 _HEX = frozenset("0123456789abcdef")
-_CHANNELS = (1, 3, 4)  # what runtime.images can show: grey, RGB, RGBA
-_LIMITS = {"in_channels": limits.MAX_CHANNELS, "n_feat": limits.MAX_FEATURES, "n_cfeat": limits.MAX_CLASSES,
-           "height": limits.MAX_HEIGHT}
 
 
 class FieldError(ValueError):
@@ -54,7 +52,9 @@ def real(value: Any, name: str, low: float, high: float) -> float:
 
 
 def model_config(data: dict[str, Any]) -> ModelConfig:
-    """model.hyperparameters (or model itself, as early exports wrote it): every field an int in range."""
+    """model.hyperparameters (or model itself, as early exports wrote it): a ModelConfig the
+    exporter would accept (contract.MODEL_LIMITS and ModelConfig.validate, the exporter's own
+    check), so every export the exporter writes loads, and no other does."""
     model = section(data, "model")
     entry = section(model, "hyperparameters", "model.") if "hyperparameters" in model else model
     values = {}
@@ -62,14 +62,15 @@ def model_config(data: dict[str, Any]) -> ModelConfig:
         name = f"model.hyperparameters.{field.name}"
         if field.name not in entry:
             raise FieldError(f"{name} is missing")
-        values[field.name] = integer(entry[field.name], name, 1, _LIMITS[field.name])
-    if values["in_channels"] not in _CHANNELS:
-        raise FieldError(f"model.hyperparameters.in_channels must be one of {_CHANNELS}, got {values['in_channels']}")
-    return ModelConfig(**values)
+        values[field.name] = integer(entry[field.name], name, *MODEL_LIMITS[field.name])
+    try:
+        return ModelConfig(**values).validate()
+    except ValueError as exc:  # an architecture rule (n_feat % 8, height % 4, the channels)
+        raise FieldError(f"model.hyperparameters.{exc}") from None
 
 
 def names(data: dict[str, Any], count: int) -> tuple[str, ...]:
-    """class_names: `count` distinct (ignoring case, as lookups do) plain names, none 'unconditional'
+    """class_names: `count` distinct (ignoring case, as lookups do) plain names, none UNCONDITIONAL
     and none holding the CLI's blend syntax (',' '=')."""
     value = data.get("class_names")
     if not isinstance(value, list) or len(value) != count:
@@ -80,7 +81,7 @@ def names(data: dict[str, Any], count: int) -> tuple[str, ...]:
                 or any(c in name for c in ",=") or not name.isprintable()):
             raise FieldError(f"class name {_show(name)} must be 1..{limits.MAX_CLASS_NAME} printable characters "
                              "without ',', '=' or surrounding spaces")
-        if name.lower() in seen or name.lower() == "unconditional":
+        if name.lower() in seen or name.lower() == UNCONDITIONAL:
             raise FieldError(f"class name {name!r} is used twice (ignoring case) or reserved")
         seen.add(name.lower())
     return tuple(value)

@@ -42,12 +42,12 @@ def serve(
                                       "unrun."),
 ) -> None:
     """Serve DDIM and DDPM sprites on Triton Inference Server (KServe v2 over HTTP and gRPC)."""
-    from spritegen import cli  # lazy: cli imports this module to register the command
+    from spritegen.cli_options import errors
     from spritegen.cache import default_export
     from spritegen.runtime import Sampler
     from spritegen.serving import server
 
-    with cli._errors(), server.sigterm_interrupts():
+    with errors(), server.sigterm_interrupts():
         options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                                max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
                                max_queue_size=max_queue_size, instances=instances, threads=threads,
@@ -71,17 +71,17 @@ def serve(
 def triton_repo(
     export: Path = typer.Argument(..., help="Export directory (from spritegen-export)."),
     out: Path = typer.Argument(..., help="Model repository to create (must not exist)."),
-    max_batch_size: int = typer.Option(32, help="max_batch_size of the batchable network model."),
-    queue_delay_us: int = typer.Option(2000, help="Dynamic batching delay of the network model."),
-    max_queue_size: int = typer.Option(256, help="Queue bound of the network model."),
-    instances: int = typer.Option(1, help="Instances per device."),
+    max_batch_size: int = typer.Option(ServeOptions.max_batch_size, help="max_batch_size of the batchable network model."),
+    queue_delay_us: int = typer.Option(ServeOptions.queue_delay_us, help="Dynamic batching delay of the network model."),
+    max_queue_size: int = typer.Option(ServeOptions.max_queue_size, help="Queue bound of the network model."),
+    instances: int = typer.Option(ServeOptions.instances, help="Instances per device."),
     kind: str = typer.Option("gpu", help="Instance kind: gpu or cpu."),
 ) -> None:
     """Write a Triton model repository (ONNX Runtime backend): the DDIM loop graph and the network."""
-    from spritegen import cli
+    from spritegen.cli_options import errors
     from spritegen.serving.repository import REPO_GRAPHS, RepoOptions, model_name, write_repository
 
-    with cli._errors():
+    with errors():
         options = RepoOptions(max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
                               max_queue_size=max_queue_size, instances=instances, kind=kind)
         written = write_repository(export, out, options)

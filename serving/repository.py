@@ -30,6 +30,7 @@ from spritegen.contract import GRAPHS, GraphSpec, TensorSpec
 from spritegen.errors import OutputError, SpriteGenError
 from spritegen.runtime.manifest import Manifest, load_manifest
 from spritegen.runtime.verify import check_files
+from spritegen.serving.options import ServeOptions
 
 REPO_GRAPHS = ("ddim_loop", "unet")  # the whole sampler, and the network for clients with their own loop
 MODEL_PREFIX = "spritegen_"
@@ -41,10 +42,10 @@ KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 
 @dataclass(frozen=True)
 class RepoOptions:
-    max_batch_size: int = 32  # for batchable graphs (unet)
-    queue_delay_us: int = 2000
-    max_queue_size: int = 256
-    instances: int = 1  # per device
+    max_batch_size: int = ServeOptions.max_batch_size  # for batchable graphs (unet)
+    queue_delay_us: int = ServeOptions.queue_delay_us
+    max_queue_size: int = ServeOptions.max_queue_size
+    instances: int = ServeOptions.instances  # per device
     kind: str = "gpu"
 
 
@@ -137,8 +138,6 @@ def _facts(graph: str, manifest: Manifest) -> dict[str, str]:
 
 
 def _check_options(options: RepoOptions) -> None:
-    from spritegen.serving.options import ServeOptions
-
     ServeOptions(max_batch_size=options.max_batch_size, queue_delay_us=options.queue_delay_us,
                  max_queue_size=options.max_queue_size, instances=options.instances)  # same bounds, same lines
     if options.kind not in KINDS:

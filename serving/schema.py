@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, TIMESTEPS_LIMITS, ModelConfig
+from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, TIMESTEPS_LIMITS, UNCONDITIONAL, ModelConfig
 
 # The served samplers: name -> the per-row arguments its runtime Sampler method takes besides
 # context, seeds, noise and guidance. One row per sampler: its Triton model, its inputs, its
@@ -37,7 +37,6 @@ def model_name(sampler: str) -> str:
 
 MODELS = {name: model_name(name) for name in SAMPLERS}
 SEED_DTYPE = np.dtype(np.uint64)  # seeds are 64-bit (the runtime's noise generator keys)
-UNCONDITIONAL = "unconditional"  # class_name of a zero context row, as the CLI spells it
 DEFAULTS = {"n": DDIM_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}  # when a request omits them
 
 

@@ -26,52 +26,25 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spritegen import __version__, wandb_env
 from spritegen.cache import check_cached_precision, damaged, default_export
 from spritegen import cli_samplers
 from spritegen.cli_checks import Output, check_batch, check_outputs, sampler_options, trajectory_states
-from spritegen.contract import NOISE, SAMPLERS
-from spritegen.errors import ExportDirError, InputError, SpriteGenError, UsageError, first_line
+from spritegen.cli_options import RuntimeOptions, err, errors, runtime_options
+from spritegen.contract import NOISE, SAMPLERS, UNCONDITIONAL
+from spritegen.errors import ExportDirError, InputError, SpriteGenError, first_line
 from spritegen.runtime import limits
 
 app = typer.Typer(help="Make SpriteGen sprites with ONNX Runtime (no torch needed).", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)
-err = Console(stderr=True)
 
 
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  # contract.SAMPLERS
 SAMPLER_HELP = "; ".join(f"{spec.name}: {spec.doc}" for spec in SAMPLERS.values())
 
 
-class Impl(str, Enum):
-    step = "step"
-    unet = "unet"
-    loop = "loop"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-ExportDir = typer.Option(None, "--export-dir", "-e", envvar="SPRITEGEN_EXPORT_DIR", file_okay=False,
-                         help="Export directory from spritegen-export (default: a cached export of the bundled model).")
-ProviderOpt = typer.Option("auto", "--provider", help="auto (CUDA if available), cuda or cpu.")
-ThreadsOpt = typer.Option(None, "--threads", min=1, max=limits.max_threads(),
-                          help="ONNX Runtime intra-op threads (default: all cores).")
-SpinOpt = typer.Option(None, "--spin/--no-spin", metavar="", help="Force ONNX Runtime's spin-waiting on or off "
-                       "(default: automatic; docs/runtime.md).")
-MaxBatchOpt = typer.Option(limits.MAX_BATCH, "--max-batch", min=1, help="Most sprites one run may sample (a "
-                           "memory bound, checked before sampling).")
-ImplOpt = typer.Option(None, "--impl", help="Step implementation: step (fused graph; the fp32 default), unet "
-                       "(network + numpy update; the only one for fp16/int8) or loop (whole-DDIM graph, its fixed n "
-                       "only).")
-PrecisionOpt = typer.Option(Precision.fp32, "--precision", help="Network precision: fp32, or fp16/int8 when the "
-                            "export has unet_fp16.onnx/unet_int8.onnx (int8: faster on CPU, sprites differ).")
 SeedOpt = typer.Option(None, "--seed", min=0, max=(1 << NOISE.seed_bits) - 1, help="Seed in [0, 2^64) of the portable noise, "
                        "docs/noise.md (default: a fresh one, printed).")
 GuidanceOpt = typer.Option(0.0, "--guidance", "-w", min=0.0, max=limits.MAX_GUIDANCE,
@@ -99,13 +72,13 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 # ------------------------------------------------------------------ commands
 @app.command()
+@runtime_options
 def sample(
-    export_dir: Optional[Path] = ExportDir,
     sampler: Optional[SamplerName] = SamplerOpt,
     n: Optional[int] = StepsOpt,
     eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names, or "
-                                          "'unconditional' (default: every class)."),
+                                          f"'{UNCONDITIONAL}' (default: every class)."),
     num: int = typer.Option(6, "--num", min=1, help="Sprites per class."),
     seed: Optional[int] = SeedOpt,
     guidance: float = GuidanceOpt,
@@ -114,24 +87,18 @@ def sample(
     gif: Optional[Path] = typer.Option(None, "--gif", help="Also write the denoising trajectory as a .gif."),
     npy: Optional[Path] = typer.Option(None, "--npy", help="Also write the sprites as a float32 (B,C,H,W) .npy."),
     scale: int = ScaleOpt,
-    provider: str = ProviderOpt,
-    threads: Optional[int] = ThreadsOpt,
-    impl: Optional[Impl] = ImplOpt,
-    precision: Precision = PrecisionOpt,
-    spin: Optional[bool] = SpinOpt,
-    max_batch: int = MaxBatchOpt,
+    options: RuntimeOptions = RuntimeOptions(),
     server: Optional[str] = typer.Option(None, "--server", help="Sample on a running `spritegen serve` at "
                                          "host:port or grpc://host:port (same seed, same grid as a local run)."),
 ) -> None:
     """Make sprites and save a labelled grid (rows: classes), optionally a trajectory GIF and raw arrays."""
     from spritegen.runtime import images
-    with _errors():
+    with errors():
         if sampler is not None:
             sampler_options(sampler.value, n=n, eta=eta)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))] + ([Output("--gif", gif, ("gif",))] if gif else [])
                       + ([Output("--npy", npy, ("npy",))] if npy else []))
-        runtime = (_remote(server, max_batch) if server is not None else
-                   _open(export_dir, provider, threads, impl, spin, precision, max_batch))
+        runtime = _remote(server, options.max_batch) if server is not None else _open(options)
         chosen = sampler.value if sampler is not None else cli_samplers.default_sampler(runtime)
         sampler_options(chosen, n=n, eta=eta)
         names = _class_list(classes, runtime.class_names)
@@ -141,7 +108,7 @@ def sample(
         steps = cli_samplers.check_run(runtime, chosen, n=n, eta=eta, rate=rate)
         frames = 1 + trajectory_states(runtime.timesteps, steps, rate) if gif else 1
         images.check_grid(len(names), num, scale, runtime.image_shape[1:], frames)
-        context = [None if name == "unconditional" else name for name in names for _ in range(num)]
+        context = [None if name == UNCONDITIONAL else name for name in names for _ in range(num)]
         seed = _seed(seed)
         with _progress(chosen) as progress:
             result = cli_samplers.run(runtime, chosen, context, n=n, eta=eta, seed=seed, guidance=guidance,
@@ -158,8 +125,8 @@ def sample(
 
 
 @app.command()
+@runtime_options
 def compare(
-    export_dir: Optional[Path] = ExportDir,
     n: Optional[int] = StepsOpt,
     eta: Optional[float] = EtaOpt,
     classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Comma-separated class names (default: all)."),
@@ -171,19 +138,14 @@ def compare(
                                    "unless logged in)."),
     project: str = typer.Option(wandb_env.PROJECT, "--project", help="W&B project."),
     scale: int = typer.Option(4, "--scale", min=1, max=limits.MAX_SCALE, help="Pixels per sprite pixel in the PNG."),
-    provider: str = ProviderOpt,
-    threads: Optional[int] = ThreadsOpt,
-    impl: Optional[Impl] = ImplOpt,
-    precision: Precision = PrecisionOpt,
-    spin: Optional[bool] = SpinOpt,
-    max_batch: int = MaxBatchOpt,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """The samplers battle: the same noise through DDPM (T steps), DDIM (n steps), DPM-Solver++ and the
     export's fitted few-step sampler (when it has one), side by side."""
     from spritegen.runtime import images
-    with _errors():
+    with errors():
         check_outputs([Output("--out", out, PICTURES)])
-        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _open(options)
         names = _class_list(classes, runtime.class_names)
         check_batch(len(names) * num, runtime, f"--num {num} x {len(names)} classes")
         # (sampler, --n, --eta): --n and --eta configure DDIM, the course's half of the battle
@@ -193,7 +155,7 @@ def compare(
                  for name, steps, noise_eta in battle}  # every check before the DDPM run, which takes T steps
         images.check_grid(len(names) * num, len(battle) + 1, scale, runtime.image_shape[1:])
         labels = [name for name in names for _ in range(num)]
-        context = [None if name == "unconditional" else name for name in labels]
+        context = [None if name == UNCONDITIONAL else name for name in labels]
         seed = _seed(seed)
         noise = runtime.noise(len(labels), seed)  # the x_T every sampler starts from
         sprites, seconds = {}, {}
@@ -215,8 +177,8 @@ def compare(
 
 
 @app.command()
+@runtime_options
 def mix(
-    export_dir: Optional[Path] = ExportDir,
     start: Optional[str] = typer.Option("hero", "--from", help="Class at the top of the ramp ('' for no ramp)."),
     end: str = typer.Option("food", "--to", help="Class at the bottom of the ramp."),
     steps: int = typer.Option(5, "--steps", min=0, help="Rows in the ramp from --from to --to."),
@@ -230,21 +192,16 @@ def mix(
     out: Path = typer.Option(Path("mix.png"), "--out", "-o", help="Grid to write: .png or .gif, or .npy (the "
                              "sprites)."),
     scale: int = ScaleOpt,
-    provider: str = ProviderOpt,
-    threads: Optional[int] = ThreadsOpt,
-    impl: Optional[Impl] = ImplOpt,
-    precision: Precision = PrecisionOpt,
-    spin: Optional[bool] = SpinOpt,
-    max_batch: int = MaxBatchOpt,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Blended contexts: a ramp between two classes plus your blends; each column shares its noise."""
     from spritegen.runtime import images
     from spritegen.runtime.context import describe, parse_blend
-    with _errors():
+    with errors():
         if sampler is not None:
             sampler_options(sampler.value, n=n, eta=None)
         check_outputs([Output("--out", out, (*PICTURES, "npy"))])
-        runtime = _open(export_dir, provider, threads, impl, spin, precision, max_batch)
+        runtime = _open(options)
         chosen = sampler.value if sampler is not None else cli_samplers.default_sampler(runtime)
         sampler_options(chosen, n=n, eta=None)
         names = runtime.class_names
@@ -273,19 +230,6 @@ def mix(
 
 
 # ------------------------------------------------------------------ helpers
-@contextmanager
-def _errors() -> Iterator[None]:
-    """SpriteGenError -> `error: <message>` on stderr and exit 1, no traceback; a UsageError exits 2
-    with the command's usage line, as typer's own usage errors do."""
-    try:
-        yield
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc)) from None  # typer prints the usage line and exits 2
-    except SpriteGenError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
 @contextmanager
 def _progress(label: str) -> Iterator:
     """A rich progress bar on stderr; yields the sampler's progress(done, total) callback."""
@@ -328,10 +272,10 @@ def _class_list(classes: Optional[str], valid: tuple[str, ...]) -> list[str]:
     by_key = {name.lower(): name for name in valid}
     keys = [c.strip().lower() for c in classes.split(",") if c.strip()]
     if not keys:
-        raise InputError(f"--classes names no class; valid classes: {', '.join(valid)}, unconditional")
+        raise InputError(f"--classes names no class; valid classes: {', '.join(valid)}, {UNCONDITIONAL}")
     for key in keys:
-        if key not in by_key and key != "unconditional":
-            raise InputError(f"unknown class {key!r}; valid classes: {', '.join(valid)}, unconditional")
+        if key not in by_key and key != UNCONDITIONAL:
+            raise InputError(f"unknown class {key!r}; valid classes: {', '.join(valid)}, {UNCONDITIONAL}")
     return [by_key.get(key, key) for key in keys]
 
 
@@ -339,15 +283,13 @@ def _seed(seed: Optional[int]) -> int:
     return secrets.randbits(32) if seed is None else seed
 
 
-def _open(export_dir: Optional[Path], provider: str, threads: Optional[int], impl: Optional[Impl],
-          spin: Optional[bool], precision: Precision, max_batch: int = limits.MAX_BATCH):
+def _open(runtime: RuntimeOptions):
     """The Sampler on --export-dir, else on the bundled model's cached export (rebuilt once when damaged)."""
-    options = dict(provider=provider, threads=threads, impl=impl.value if impl else None, spin=spin,
-                   precision=precision.value, max_batch=max_batch)
-    if export_dir is not None:
-        return _load(export_dir, options)
+    options = runtime.sampler_options()
+    if runtime.export_dir is not None:
+        return _load(runtime.export_dir, options)
     directory = default_export(_say)
-    check_cached_precision(directory, precision.value)
+    check_cached_precision(directory, runtime.precision.value)
     try:
         return _load(directory, options)
     except ExportDirError as exc:

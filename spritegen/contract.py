@@ -18,6 +18,11 @@ from typing import Any
 # Context-vector order of the course's model (one-hot index = position here).
 CLASS_NAMES: tuple[str, ...] = ("hero", "non-hero", "food", "spell", "side-facing")
 
+# The name of a zero context row (no class: unconditional sampling) wherever a class name is
+# accepted or shown (the CLI's --classes, served requests' class_name, context labels); so no
+# export may use it as a class name.
+UNCONDITIONAL = "unconditional"
+
 # The file a W&B model artifact (and the bundled demo) stores its state_dict in.
 CHECKPOINT_FILE = "context_model.pth"
 
@@ -42,12 +47,15 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         """self, or ValueError naming the first hyperparameter outside MODEL_LIMITS (or one the
-        architecture cannot build: GroupNorm(8, n_feat) needs n_feat % 8 == 0, and the U-Net's
+        pictures cannot show, IMAGE_CHANNELS, or the architecture cannot build: GroupNorm(8, n_feat) needs n_feat % 8 == 0, and the U-Net's
         /4 pooling to one pixel needs height % 4 == 0)."""
         for name, (low, high) in MODEL_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        if self.in_channels not in IMAGE_CHANNELS:
+            raise ValueError(f"in_channels must be one of {IMAGE_CHANNELS} (grey, RGB, RGBA: what a sprite can be "
+                             f"shown as), got {self.in_channels}")
         if self.n_feat % 8:
             raise ValueError(f"n_feat must be a multiple of 8 (GroupNorm's 8 groups), got {self.n_feat}")
         if self.height % 4:
@@ -55,11 +63,15 @@ class ModelConfig:
         return self
 
 
-# Inclusive ranges ModelConfig.validate accepts: every ContextUnet these build fits in well
-# under 1 GB of float32 weights (n_feat 512 is ~100M parameters, 64x the course's 64).
-# height: two /2 poolings then AvgPool2d(4) must leave one pixel, so height // 4 in 4..7.
-MODEL_LIMITS: dict[str, tuple[int, int]] = {"in_channels": (1, 16), "n_feat": (8, 512), "n_cfeat": (1, 1024),
+# Inclusive ranges ModelConfig.validate accepts, the one table of model limits: the exporter
+# refuses a checkpoint outside them and the runtime a manifest outside them, so whatever
+# exports also loads. Every ContextUnet these build fits in well under 1 GB of float32
+# weights (n_feat 512 is ~100M parameters, 64x the course's 64). height: two /2 poolings
+# then AvgPool2d(4) must leave one pixel, so height // 4 in 4..7.
+MODEL_LIMITS: dict[str, tuple[int, int]] = {"in_channels": (1, 4), "n_feat": (8, 512), "n_cfeat": (1, 1024),
                                             "height": (16, 28)}
+# Channel counts a sprite can have: grey, RGB, RGBA (what pictures and textures can show).
+IMAGE_CHANNELS = (1, 3, 4)
 # timesteps T: the course's 500, DDPM's 1000, with room; every export validates a DDPM-T chain
 # and the manifest stores three float32 arrays of T + 1 values.
 TIMESTEPS_LIMITS = (1, 10_000)

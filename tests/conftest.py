@@ -1,4 +1,10 @@
-"""Shared fixtures. Session-scoped where building is costly, so the suite fits CI's budget."""
+"""Shared fixtures and the suite's parallel layout.
+
+Costly things (checkpoints, exports) are built once per test run and shared on disk: under
+pytest-xdist every worker asks for them, one builds under a file lock, the others wait and
+reuse the finished directory. Nothing here imports torch, so collecting and running the
+torch-free tests stays light (tests.models holds the torch-side helpers).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,16 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import torch
 
 from spritegen.contract import ModelConfig
-from spritegen.export.model import SHORTCUT_KEYS, ContextUnet
-from spritegen.runtime import Sampler
 
+if TYPE_CHECKING:
+    from spritegen.runtime import Sampler
 
 
 def _busy_fraction(seconds: float = 0.3) -> float:
@@ -38,23 +44,36 @@ def _busy_fraction(seconds: float = 0.3) -> float:
 
 
 def _torch_threads() -> int:
-    """torch's thread count for the whole suite, decided once, here.
+    """torch's thread count for this test process, decided once, here.
 
     On a busy 2-core machine torch's default two threads made one network call 149 ms
-    against 14.5 ms with one, and the suite then ran for ~10 minutes; on a quiet one two
-    threads are 1.8x faster (a batch-30 call: 56 vs 104 ms). So: every core this process
-    may use while the machine is quiet (under a quarter of the CPU busy), else one.
-    SPRITEGEN_TEST_TORCH_THREADS overrides the rule.
+    against 14.5 ms with one; on a quiet one two threads are 1.8x faster (a batch-30 call:
+    56 vs 104 ms). So: this process's share of the cores (all of them, divided among
+    pytest-xdist's workers) while the machine is quiet (under a quarter of the CPU busy),
+    else one. SPRITEGEN_TEST_TORCH_THREADS overrides the rule.
     """
     if os.environ.get("SPRITEGEN_TEST_TORCH_THREADS"):
         return max(1, int(os.environ["SPRITEGEN_TEST_TORCH_THREADS"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores if _busy_fraction() < 0.25 else 1
+    share = max(1, cores // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    return share if _busy_fraction() < 0.25 else 1
 
 
+# Set before anything imports torch (conftest is imported first): torch sizes its intra-op
+# pool from OMP_NUM_THREADS, and the subprocesses the tests start inherit it.
 TORCH_THREADS = _torch_threads()
-torch.set_num_threads(TORCH_THREADS)
-os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))  # subprocesses the tests start
+os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep what shares a costly in-process cache on one xdist worker (`--dist loadgroup`):
+    a test that declares `xdist_group` keeps it; the parity matrix groups by case (a case's
+    reference run and path runs are computed once, tests/parity_matrix.py's Matrix)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if item.get_closest_marker("xdist_group") is None and hasattr(case, "id"):
+            item.add_marker(pytest.mark.xdist_group(f"parity-{case.id}"))
 
 
 @pytest.fixture(autouse=True)
@@ -66,80 +85,125 @@ def _fresh_wandb_settings() -> Iterator[None]:
         sys.modules["wandb"].teardown()
 
 
-def make_random_model(seed: int = 1234, config: ModelConfig = ModelConfig()) -> ContextUnet:
-    """A ContextUnet with seeded random weights and non-trivial BatchNorm statistics.
-
-    Default BatchNorm stats (mean 0, var 1) would hide a wrong folding of BN into the
-    convolutions, so they are randomised too.
-    """
-    torch.manual_seed(seed)
-    model = ContextUnet.from_config(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(0.1 * torch.randn(module.num_features, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(module.num_features, generator=generator))
-    return model.eval()
+# ---------------------------------------------------------------- built once per run
+def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every process of this test run shares: xdist workers each get their own
+    basetemp under one run folder (their parent); a plain run has just its basetemp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def course_state_dict(model: ContextUnet) -> dict[str, torch.Tensor]:
-    """The state_dict as the course saves it: no pinned shortcut keys."""
-    return {k: v for k, v in model.state_dict().items() if k not in SHORTCUT_KEYS}
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `<run root>/shared/<name>`, filled by `build(folder)` in the first process
+    to ask and reused by the rest (a file lock keeps the others waiting meanwhile). It is
+    built under a temporary name and renamed when complete, so it is whole or absent."""
+    from filelock import FileLock
+
+    root = _run_root(tmp_path_factory) / "shared"
+    root.mkdir(exist_ok=True)
+    path = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not path.is_dir():
+            partial = root / f"{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)  # a build that failed earlier in this run
+            partial.mkdir()
+            build(partial)
+            partial.rename(path)
+    return path
+
+
+def _write_course_checkpoint(folder: Path, run_config: bool = False) -> None:
+    """context_model.pth (random weights, course format), and with run_config the run's config.json."""
+    import torch
+
+    from tests.models import COURSE_RUN_CONFIG, course_state_dict, make_random_model
+
+    torch.save(course_state_dict(make_random_model()), folder / "context_model.pth")
+    if run_config:
+        (folder / "config.json").write_text(json.dumps(COURSE_RUN_CONFIG))
 
 
 @pytest.fixture(scope="session")
 def course_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A course-format checkpoint file (random weights, no shortcut key)."""
-    path = tmp_path_factory.mktemp("course") / "context_model.pth"
-    torch.save(course_state_dict(make_random_model()), path)
-    return path
-
-
-# A course run's config as W&B stores it (the training lesson's SimpleNamespace): the
-# hyperparameters live here, never in the .pth (the course saves a bare state_dict).
-COURSE_RUN_CONFIG = {"n_epoch": 32, "batch_size": 100, "lrate": 1e-3, "timesteps": 500, "beta1": 1e-4,
-                     "beta2": 0.02, "height": 16, "n_feat": 64, "n_cfeat": 5, "device": "cuda",
-                     "save_dir": "./data/weights/"}
+    """A course-format checkpoint file (random weights, no shortcut key); never alter it."""
+    return built_once(tmp_path_factory, "course", _write_course_checkpoint) / "context_model.pth"
 
 
 @pytest.fixture(scope="session")
-def course_run_dir(tmp_path_factory: pytest.TempPathFactory, course_checkpoint: Path) -> Path:
-    """course_checkpoint as a downloaded model artifact: context_model.pth + the run's config.json."""
-    directory = tmp_path_factory.mktemp("course_run")
-    shutil.copy(course_checkpoint, directory / "context_model.pth")
-    (directory / "config.json").write_text(json.dumps(COURSE_RUN_CONFIG))
-    return directory
+def course_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same checkpoint as a downloaded model artifact: context_model.pth + the run's
+    config.json (hyperparameters only there, as the course saves them); never alter it."""
+    return built_once(tmp_path_factory, "course_run", lambda folder: _write_course_checkpoint(folder, run_config=True))
 
 
-def _export_once(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path | None) -> Path:
-    """One validated export (with unet_fp16.onnx and unet_int8.onnx) via the exporter's Python API."""
-    from spritegen.export.exporter import export
+def _export_once(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path | None, **options: bool) -> Path:
+    """One validated export via the exporter's Python API, shared by every worker of the run."""
+    def build(folder: Path) -> None:
+        from spritegen.export.exporter import export
 
-    return export(source, tmp_path_factory.mktemp(name) / "export", fp16=True, int8=True).directory
+        export(source, folder / "export", **options)
+
+    return built_once(tmp_path_factory, name, build) / "export"
 
 
 @pytest.fixture(scope="session")
 def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled demo checkpoint (load_model(None)) exported ONCE per session; never alter it."""
-    return _export_once(tmp_path_factory, "bundled_export", None)
+    """The bundled demo checkpoint (load_model(None)) exported once per run, with
+    unet_fp16.onnx and unet_int8.onnx; never alter it (copy it: tests.runtime_support)."""
+    return _export_once(tmp_path_factory, "bundled_export", None, fp16=True, int8=True)
 
 
 @pytest.fixture(scope="session")
 def course_export(tmp_path_factory: pytest.TempPathFactory, course_run_dir: Path) -> Path:
-    """course_run_dir (no shortcut key, hyperparameters only in config.json) exported ONCE per
-    session; never alter it (copy it first: tests.runtime_support.copy_export)."""
-    return _export_once(tmp_path_factory, "course_export", course_run_dir)
+    """course_run_dir (no shortcut key, hyperparameters only in config.json) exported once per
+    run, with unet_fp16.onnx; never alter it (copy it first: tests.runtime_support.copy_export)."""
+    return _export_once(tmp_path_factory, "course_export", course_run_dir, fp16=True)
+
+
+# The small ContextUnet of tiny_export: the course's sprites, classes and schedule (every
+# graph's inputs and outputs as the course model's), an eighth of its features, so each
+# network call costs a small fraction of the course model's.
+TINY_CONFIG = ModelConfig(n_feat=8)
+
+
+def _write_tiny_export(folder: Path) -> None:
+    import torch
+
+    from spritegen.export.exporter import export
+    from tests.models import make_random_model
+
+    torch.save(make_random_model(seed=8, config=TINY_CONFIG).state_dict(), folder / "context_model.pth")
+    export(folder / "context_model.pth", folder / "export", fp16=True, int8=True)
 
 
 @pytest.fixture(scope="session")
-def export_dir(bundled_export: Path) -> Path:
-    """The export the runtime, CLI and C++ tests sample from: bundled_export (shared: never
-    alter it). A module measuring another export overrides it (test_benchmarks.py)."""
-    return bundled_export
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A validated export of a tiny random ContextUnet (TINY_CONFIG) with unet_fp16.onnx and
+    unet_int8.onnx, built once per run; never alter it."""
+    return built_once(tmp_path_factory, "tiny_export", _write_tiny_export) / "export"
 
 
 @pytest.fixture(scope="session")
-def sampler(export_dir: Path) -> Sampler:
+def export_dir(tiny_export: Path) -> Path:
+    """The export the CLI, C++, browser, serving and runtime-input tests sample from: every
+    graph and file of an export, on the tiny model (shared: never alter it). Modules that
+    compare with the demo's eager model take bundled_sampler (test_runtime.py,
+    test_precisions.py); test_cpp.py needs the demo's unclipped DDPM sprites and
+    test_benchmarks.py the course model's speed, so they override this fixture."""
+    return tiny_export
+
+
+@pytest.fixture(scope="session")
+def sampler(export_dir: Path) -> "Sampler":
     """One CPU Sampler on `export_dir`, shared by the session's tests."""
+    from spritegen.runtime import Sampler
+
     return Sampler.load(export_dir, provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def bundled_sampler(bundled_export: Path) -> "Sampler":
+    """One CPU Sampler on bundled_export, for tests comparing with the demo's eager model."""
+    from spritegen.runtime import Sampler
+
+    return Sampler.load(bundled_export, provider="cpu")

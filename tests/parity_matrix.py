@@ -2,7 +2,7 @@
 the errors each path measures against the eager reference samplers.
 
 Shared by tests/test_parity.py (which asserts a tolerance per measurement) and
-benchmarks/parity_table.py (which writes the measured errors to docs/parity.md), so
+tests/parity_table.py (which writes the measured errors to docs/parity.md), so
 the table that documents parity is the table that is tested.
 
 A case fixes a checkpoint, a sampler (DDPM-T, DDIM-n or DPM-Solver++-n), a batch, a context kind,
@@ -10,7 +10,8 @@ guidance and eta; it names the paths that run it. Every path and the reference g
 the same x_T and the same per-step noise (`step_noise[i-1]` is the noise of the step
 starting at i). Three quantities are measured, each as max |path - reference|:
 
-- "eps": per call. Each network call the reference made is replayed through the
+- "eps": per call. The reference's network calls (all of a chain up to REPLAY_CALLS
+  steps, an even sample with both ends of a longer one) are replayed through the
   path on the reference's own input (unet.ts, unet.onnx, unet_fp16.onnx: eps; the
   step graphs: one step from the reference's state x_i to x_prev), so the error is
   the path's own, free of accumulation. ddim_loop.onnx has no per-call output.
@@ -278,31 +279,49 @@ def run_path(export: Export, path: str, case: Case, inputs: Inputs) -> tuple[np.
 
 
 # ------------------------------------------------------------- per-call replays
+# Replays per (case, path): a long chain's calls are replayed on an even sample that keeps
+# the first and last step (t = T and t -> 0, the schedule's ends). A graph defect moves eps
+# at every t, or over a band of t wider than the sample's stride (500 / 64 < 8 steps); a
+# defect at one isolated t still moves the chain, and the trajectory and final quantities
+# compare the whole chain state by state. Chains up to this many steps are replayed whole.
+REPLAY_CALLS = 64
+
+
+def replayed(count: int) -> list[int]:
+    """Indices of the calls (or steps) replayed out of `count`: all of them up to REPLAY_CALLS,
+    else REPLAY_CALLS evenly spread ones, both ends included."""
+    limit = REPLAY_CALLS
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(k * (count - 1) / (limit - 1)) for k in range(limit)})
+
+
 def replay_network(net: nn.Module, calls: list) -> float:
-    """max |eps_path - eps_eager| over every recorded network call, each at its own batch."""
+    """max |eps_path - eps_eager| over the recorded network calls (`replayed`), each at its own batch."""
     worst = 0.0
     with torch.no_grad():
-        for x, t, c, eps in calls:
+        for x, t, c, eps in (calls[k] for k in replayed(len(calls))):
             worst = max(worst, max_abs(net(x, t, c).numpy(), eps.numpy()))
     return worst
 
 
 def replay_steps(export: Export, path: str, case: Case, inputs: Inputs, kept: np.ndarray) -> float:
-    """max |step_graph(x_i) - x_prev_ref| over every step, each fed the reference's own x_i."""
+    """max |step_graph(x_i) - x_prev_ref| over the steps (`replayed`), each fed the reference's own x_i."""
     session, T = export.step_session(path), export.timesteps
     rows = inputs.rows.numpy()
     c = np.concatenate([rows, np.zeros_like(rows)]) if case.guidance else rows  # (GB, K)
     w = np.array([case.guidance], np.float32)
     zeros = np.zeros_like(inputs.noise.numpy())
     pairs = [(i, i - 1) for i in range(T, 0, -1)] if case.sampler == "ddpm" else ddim_pairs(T, case.n)
-    state, worst = inputs.noise.numpy(), 0.0
-    for k, (i, i_prev) in enumerate(pairs):
+    worst = 0.0
+    for k in replayed(len(pairs)):
+        i, i_prev = pairs[k]
+        state = inputs.noise.numpy() if k == 0 else kept[k - 1]  # the reference's x_i
         z = zeros if inputs.step_noise is None else inputs.step_noise[i - 1].numpy()
         feed = {"x": state, "c": c, "i": np.array([i], np.int64), "z": z, "w": w}
         if path == "ddim_step":
             feed.update(i_prev=np.array([i_prev], np.int64), eta=np.array([case.eta], np.float32))
         worst = max(worst, max_abs(session.run(None, feed)[0], kept[k]))
-        state = kept[k]
     return worst
 
 

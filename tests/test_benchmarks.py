@@ -110,7 +110,7 @@ def test_derived_figures_are_consistent(quick_run: dict) -> None:
 def test_bad_arguments_fail_with_one_line(tmp_path: Path, args: list[str], says: str) -> None:
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", *argv],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+                          capture_output=True, text=True, timeout=600, cwd=REPO)  # a hang guard, not a speed bound
     assert proc.returncode != 0 and says in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -129,6 +129,7 @@ def test_child_past_its_deadline_is_stopped(tmp_path: Path) -> None:
     assert done.returncode is None and done.wall_s < 10
 
 
+@pytest.mark.fast
 def test_measure_counts_and_orders() -> None:
     calls = []
     timing = measure(lambda: calls.append(1), reps=7, warmup=3)
@@ -142,6 +143,7 @@ def _timing(median: float, reps: int = 10) -> dict:
             "reps": reps, "warmup": 2}
 
 
+@pytest.mark.fast
 def test_rounds_merge_so_one_slow_round_moves_no_figure() -> None:
     """The VM's speed drifts for tens of seconds (benchmarks.plan): a figure is the median of
     its round medians, so a round caught in a slow spell is outvoted by the other two."""

@@ -16,7 +16,7 @@ from spritegen.errors import CheckpointError
 from spritegen.export import load_checkpoint, load_model
 from spritegen.export.checkpoint import infer_config
 from spritegen.export.model import SHORTCUT_KEYS
-from tests.conftest import course_state_dict, make_random_model
+from tests.models import course_state_dict, make_random_model
 
 ARTIFACT = "dlai-course/model-registry/SpriteGen:latest"
 
@@ -48,6 +48,7 @@ class FakeApi:
         return self.artifacts[name]
 
 
+@pytest.mark.fast
 def test_course_format_checkpoint_loads_strictly_with_pinned_shortcut(course_checkpoint: Path) -> None:
     loaded = load_checkpoint(course_checkpoint, shortcut_seed=0)
     assert not loaded.shortcut_from_checkpoint

@@ -59,6 +59,7 @@ def test_sample_writes_grid_gif_and_arrays(export_dir: Path, tmp_path: Path) -> 
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
+@pytest.mark.fast
 def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert _run("sample", "-e", export_dir, "-c", "spell", "--num", "2", "--sampler", "dpmpp", "--n", "6", "--eta",
@@ -67,8 +68,9 @@ def test_sample_is_reproducible_by_seed(export_dir: Path, tmp_path: Path) -> Non
     assert np.load(tmp_path / "a.npy").tobytes() == np.load(tmp_path / "b.npy").tobytes()
 
 
-def test_default_sampler_is_the_fitted_one_when_the_export_has_it(export_dir: Path, tmp_path: Path) -> None:
+def test_default_sampler_is_the_fitted_one_when_the_export_has_it(bundled_export: Path, tmp_path: Path) -> None:
     """No --sampler: the export's fitted few-step sampler (the bundled export ships one), else DDIM."""
+    export_dir = bundled_export
     from spritegen.contract import FAST_KEY, MANIFEST_FILE
     from spritegen.runtime import Sampler
     from tests.runtime_support import link_export
@@ -124,6 +126,7 @@ def test_sample_bad_input(export_dir: Path, tmp_path: Path, args: list[str], exp
     ["compare", "--num", "0"],
     ["mix", "--steps", "-1"],
 ])
+@pytest.mark.fast
 def test_usage_errors_exit_2_with_the_usage_message(args: list[str], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -140,11 +143,11 @@ def test_usage_errors_exit_2_with_the_usage_message(args: list[str], tmp_path: P
     ("mix", ["--sampler", "ddpm", "--n", "5"], "--sampler ddpm takes no --n"),
     ("mix", ["--sampler", "fast", "--n", "3"], "fitted for n in 4, 5, 6, 8, 10 network calls, got 3"),
 ])
-def test_sampler_options_it_does_not_take_exit_2_naming_what_is_allowed(export_dir: Path, tmp_path: Path,
+def test_sampler_options_it_does_not_take_exit_2_naming_what_is_allowed(bundled_export: Path, tmp_path: Path,
                                                                         command: str, args: list[str], expected: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = _run(command, "-e", export_dir, "--num", "1", *args)
+    result = _run(command, "-e", bundled_export, "--num", "1", *args)  # the demo's export ships its fitted sampler
     assert result.exit_code == 2, result.output
     assert "Usage: " in result.output and expected in " ".join(result.output.replace("│", " ").split())  # rich's box
     assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
@@ -162,6 +165,7 @@ def test_sampler_options_are_refused_before_the_export_is_opened(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fast
 def test_version_and_flag_help() -> None:
     from spritegen import __version__
 
@@ -184,6 +188,7 @@ def test_version_and_flag_help() -> None:
     (["--out", "x" * 300 + ".png"], "cannot write"),
     (["--out", "link.png"], "refusing to write link.png: it is a symlink"),
 ])
+@pytest.mark.fast
 def test_outputs_and_options_are_refused_before_the_export_is_opened(tmp_path: Path, args: list[str],
                                                                       expected: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,6 +252,12 @@ def test_sample_bad_export_dirs(export_dir: Path, tmp_path: Path, monkeypatch: p
 
 
 def test_compare_writes_png_and_offline_wandb_table(export_dir: Path, tmp_path: Path) -> None:
+    from spritegen.contract import FAST_KEY, MANIFEST_FILE
+    from tests.runtime_support import link_export
+
+    manifest = json.loads((export_dir / MANIFEST_FILE).read_text())  # a fitted sampler for the tiny export
+    manifest[FAST_KEY] = {"solver": "dpmpp", "eta": 1.0, "default_n": 3, "indices": {"3": [500, 300, 100, 0]}}
+    export_dir = link_export(export_dir, tmp_path / "export", manifest)
     out = tmp_path / "battle.png"
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
     result = _run("compare", "-e", export_dir, "--classes", "hero,food", "--num", "1", "--n", "5", "--seed", "1",
@@ -257,7 +268,7 @@ def test_compare_writes_png_and_offline_wandb_table(export_dir: Path, tmp_path: 
     tables = list(tmp_path.glob("wandb/offline-run-*/files/media/table/samplers_table_*.table.json"))
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
-    samplers = ["ddpm", "ddim", "dpmpp", "fast"]  # the bundled export ships its fitted sampler
+    samplers = ["ddpm", "ddim", "dpmpp", "fast"]  # fast: the export has a fitted sampler
     assert table["columns"] == ["input_noise", *samplers, "class", *(f"{name}_seconds" for name in samplers)]
     assert len(table["data"]) == 2
     assert [row[5] for row in table["data"]] == ["hero", "food"]

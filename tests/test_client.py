@@ -25,11 +25,13 @@ def offline(url: str = "127.0.0.1:1") -> Client:
 @pytest.mark.parametrize("url", ["localhost", "ftp://h:1", "http://:80", "grpc://host", "127.0.0.1:99999",
                                  "127.0.0.1:-1", "127.0.0.1:abc", "[::1", "127.0.0.1:0", "127.0.0.1:1/path?x",
                                  "http://", "", None])
+@pytest.mark.fast
 def test_bad_urls_are_refused(url: object) -> None:
     with pytest.raises(InputError, match="must be host:port"):
         Client(url)
 
 
+@pytest.mark.fast
 def test_contexts_become_the_right_inputs() -> None:
     client = offline()
     assert client.rows(["hero", None])["class_name"].ravel().tolist() == [b"hero", b"unconditional"]

@@ -57,6 +57,7 @@ def test_jobs_from_many_threads_run_one_at_a_time_on_one_thread() -> None:
     assert device.jobs == THREADS * 20
 
 
+@pytest.mark.fast
 def test_exceptions_reach_the_caller_and_nested_calls_run_inline() -> None:
     device = DeviceThread()
 

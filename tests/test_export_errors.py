@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tests.conftest import make_random_model
+from tests.models import make_random_model
 from spritegen.contract import MANIFEST_FILE, MANIFEST_FORMAT, ModelConfig, ScheduleConfig, ddim_pairs
 from spritegen.errors import ExportError
 from spritegen.export.checks import Tolerances
@@ -113,8 +113,7 @@ def test_sigterm_mid_export_leaves_nothing(tiny_checkpoint: Path, tmp_path: Path
     out = tmp_path / "export"
     proc = subprocess.Popen([sys.executable, "-m", "spritegen.export.cli", str(tiny_checkpoint), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not _leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+    while not _leftovers(tmp_path) and proc.poll() is None:  # no clock: a busy machine only takes longer
         time.sleep(0.05)  # wait until the staging directory exists: the export is under way
     assert proc.poll() is None, "export finished before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
@@ -177,6 +176,7 @@ def test_help_explains_every_option_and_shows_flags_as_flags(capsys) -> None:
     (["--shortcut-seed", str(2**70)], "Invalid value for '--shortcut-seed'"),
     (["--shortcut-seed", "-1"], "Invalid value for '--shortcut-seed'"),
 ])
+@pytest.mark.fast
 def test_usage_errors_print_usage_and_exit_2(tmp_path: Path, capsys, args, message) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--out", str(tmp_path / "out")])

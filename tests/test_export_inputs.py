@@ -25,7 +25,7 @@ from spritegen.export.checkpoint import MAX_CHECKPOINT_BYTES, NO_CONFIG, load_ch
 from spritegen.export.cli import main
 from spritegen.export.exporter import export
 from spritegen.export.run_config import MAX_CONFIG_BYTES
-from tests.conftest import course_state_dict, make_random_model
+from tests.models import course_state_dict, make_random_model
 
 TINY = ModelConfig(n_feat=8)
 
@@ -154,6 +154,7 @@ CONFIG_CASES = [
 
 
 @pytest.mark.parametrize("config, pattern", [(c, p) for _, c, p in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+@pytest.mark.fast
 def test_malformed_run_config_is_one_line_naming_file_and_field(tmp_path: Path, tiny_state, config: bytes,
                                                                 pattern: str) -> None:
     directory = _artifact_dir(tmp_path, tiny_state, config)

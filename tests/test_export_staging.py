@@ -58,6 +58,7 @@ def _export_at_barrier(target: str, tag: str, barrier) -> None:
         barrier.wait(timeout=60)  # every exporter reaches the swap together
 
 
+@pytest.mark.fast
 def test_concurrent_exporters_all_succeed_and_out_stays_complete(tmp_path: Path) -> None:
     target = _previous(tmp_path / "out")
     context = multiprocessing.get_context("fork")

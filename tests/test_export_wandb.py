@@ -19,7 +19,7 @@ from spritegen.contract import MANIFEST_FILE, ModelConfig
 from spritegen.export.cli import main
 from spritegen.export.wandb_log import ARTIFACT_NAME
 from spritegen.wandb_env import resolve_mode
-from tests.conftest import course_state_dict, make_random_model
+from tests.models import course_state_dict, make_random_model
 
 
 def test_offline_run_logs_the_export_as_a_model_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -16,6 +16,7 @@ from spritegen.runtime.manifest_fields import fast_sampler
 
 
 def test_a_small_fit_returns_valid_tables_whose_loss_it_reports(export_dir: Path) -> None:
+    """On conftest's tiny export: the fit's mechanics, not its gains."""
     solver_step = export_dir / GRAPHS["solver_step"].file
     fits = fit_indices(solver_step, ModelConfig(), ScheduleConfig(), calls=(2, 3), seconds=20, sprites=7,
                        teacher_steps=20)
@@ -32,9 +33,9 @@ def test_a_small_fit_returns_valid_tables_whose_loss_it_reports(export_dir: Path
     assert parsed.indices == {f.n: f.indices for f in fits} and parsed.default_n == 3
 
 
-def test_the_shipped_fit_is_for_the_bundled_checkpoint_only(export_dir: Path) -> None:
+def test_the_shipped_fit_is_for_the_bundled_checkpoint_only(bundled_export: Path) -> None:
     shipped = json.loads(DEMO_FIT_FILE.read_text())
-    manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
+    manifest = json.loads((bundled_export / MANIFEST_FILE).read_text())
     assert manifest[FAST_KEY] == shipped["section"]  # the bundled export carries it
     assert shipped_section("0" * 64, ScheduleConfig()) is None
     assert shipped_section(shipped["checkpoint_sha256"], ScheduleConfig(timesteps=400)) is None
@@ -43,7 +44,8 @@ def test_the_shipped_fit_is_for_the_bundled_checkpoint_only(export_dir: Path) ->
     assert all(e["held_out"] <= e["held_out_evenly_spaced"] for e in errors.values())
 
 
-def test_fast_runs_the_shipped_tables(sampler: Sampler) -> None:
+def test_fast_runs_the_shipped_tables(bundled_sampler: Sampler) -> None:
+    sampler = bundled_sampler
     fast = sampler.manifest.fast
     assert fast is not None and fast.default_n in fast.indices
     for n, indices in fast.indices.items():

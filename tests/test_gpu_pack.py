@@ -72,6 +72,7 @@ def packed(tmp_path: Path) -> tuple[Path, dict, Path]:
     return out, gpu_pack.split([wheel], out, PART, BUDGET), wheel
 
 
+@pytest.mark.fast
 def test_split_plans_calls_within_the_budget(packed: tuple[Path, dict, Path]) -> None:
     out, record, wheel = packed
     entry = record["wheels"][0]

@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spritegen.contract import CLASS_NAMES, GRAPHS, MANIFEST_FILE
+from spritegen.contract import CLASS_NAMES, GRAPHS, MANIFEST_FILE, MODEL_LIMITS
 from spritegen.errors import ExportDirError
 from spritegen.export.checkpoint import load_model
 from spritegen.files import sha256_file
@@ -195,8 +195,11 @@ def _swap_classes(manifest: dict[str, Any]) -> None:
     names[0], names[2] = names[2], names[0]
 
 
+_HEIGHT_RANGE = "height must be an integer in {}..{}".format(*MODEL_LIMITS["height"])
+
+
 def _edit_height(manifest: dict[str, Any]) -> None:
-    manifest["model"]["hyperparameters"]["height"] = 32
+    manifest["model"]["hyperparameters"]["height"] = 20  # within MODEL_LIMITS: only the graphs disagree
 
 
 def _edit_loop_steps(manifest: dict[str, Any]) -> None:
@@ -265,8 +268,8 @@ def _set(path: str, value: Any) -> Any:
 _DELETE = object()
 HOSTILE_MANIFESTS = {
     "model-string": (_set("model", "big"), "model must be an object"),
-    "height-string": (_set("model/hyperparameters/height", "16"), "height must be an integer in 1..256"),
-    "height-huge": (_set("model/hyperparameters/height", 10**6), "height must be an integer in 1..256"),
+    "height-string": (_set("model/hyperparameters/height", "16"), _HEIGHT_RANGE),
+    "height-huge": (_set("model/hyperparameters/height", 10**6), _HEIGHT_RANGE),
     "n_feat-bool": (_set("model/hyperparameters/n_feat", True), "n_feat must be an integer"),
     "n_feat-null": (_set("model/hyperparameters/n_feat", None), "n_feat must be an integer"),
     "channels-2": (_set("model/hyperparameters/in_channels", 2), "in_channels must be one of"),
@@ -377,12 +380,13 @@ def test_non_regular_or_oversized_files_are_refused_before_reading(export_dir: P
 
 
 # ----------------------------------------------------- one export, one checkpoint
-def test_graph_copied_from_another_export_is_refused_even_rehashed(export_dir: Path, course_export: Path,
+def test_graph_copied_from_another_export_is_refused_even_rehashed(bundled_export: Path, course_export: Path,
                                                                    tmp_path: Path) -> None:
     """Same architecture, same schedule, other checkpoint: rehashed, it passes every other check
-    and would sample different sprites; the checkpoint each file records refuses it at load."""
-    manifest = _manifest(export_dir)
-    directory = _farm(export_dir, tmp_path, manifest)
+    and would sample different sprites; the checkpoint each file records refuses it at load.
+    (The demo's export: the course model's architecture, which the tiny export_dir's is not.)"""
+    manifest = _manifest(bundled_export)
+    directory = _farm(bundled_export, tmp_path, manifest)
     (directory / "unet.onnx").unlink()
     shutil.copy(course_export / "unet.onnx", directory / "unet.onnx")
     manifest["files"]["unet.onnx"] = {"sha256": sha256_file(directory / "unet.onnx"),

@@ -12,7 +12,7 @@ import torch
 
 from spritegen.contract import ModelConfig
 from spritegen.export.model import SHORTCUT_KEYS, ContextUnet, pinned_shortcut_
-from tests.conftest import course_state_dict, make_random_model
+from tests.models import course_state_dict, make_random_model
 
 # A few of the course's exact state_dict keys (as its training lesson saves them): loading course checkpoints strictly needs them.
 COURSE_KEYS = [

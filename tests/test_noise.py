@@ -76,6 +76,7 @@ def scalar_normals(seed: int, stream: int, count: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- bits
 @pytest.mark.parametrize("counter, key, expected", KATS)
+@pytest.mark.fast
 def test_philox_known_answers(counter: tuple, key: tuple, expected: tuple) -> None:
     words = philox(*(np.array([v], np.uint64) for v in (*counter, *key)))
     assert tuple(int(w[0]) for w in words) == expected
@@ -167,6 +168,7 @@ def _stream_step_noise(sampler: Sampler, seed: int, batch: int, streams: list[in
     return out
 
 
+@pytest.mark.fast
 def test_seeded_calls_draw_stream_0_and_stream_i(sampler: Sampler) -> None:
     """x_T is stream 0 and the step starting at i is stream i, in C order over the batch:
     the seeded call equals the call fed those arrays, byte for byte."""

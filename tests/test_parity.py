@@ -2,7 +2,7 @@
 
 One table of cases (tests/parity_matrix.py: CASES) drives one parametrised test; each
 (case, path, quantity) item measures max |path - reference| and must stay within the
-tolerance of its precision and quantity below. benchmarks/parity_table.py runs the
+tolerance of its precision and quantity below. tests/parity_table.py runs the
 same items and writes the measured errors to docs/parity.md.
 """
 
@@ -12,18 +12,20 @@ import pytest
 
 from spritegen.export.checkpoint import load_model
 from tests.parity_matrix import CASES, FP16_PATHS, PATHS, QUANTITIES, RUNTIME_IMPL, Case, Export, Matrix, items
+from tests.tolerances import EPS_ATOL, FP16_EPS_ATOL, FP16_SAMPLE_ATOL, SAMPLE_ATOL
 
 # (precision, quantity) -> (absolute tolerance, why). Errors are max |path - reference|.
 TOLERANCES: dict[tuple[str, str], tuple[float, str]] = {
-    ("fp32", "eps"): (1e-4, "fp32 kernels (ORT, TorchScript) only reorder float32 sums (~5e-6 seen); "
-                            "a wrong op moves eps by >= 1e-2"),
-    ("fp32", "trajectory"): (1e-3, "issue 5's bound, on every state: float32 rounding accumulated over <= 500 steps"),
-    ("fp32", "final"): (1e-3, "issue 5's bound on final sprites"),
-    ("fp16", "eps"): (3e-2, "fp16 weights/activations: unit roundoff 4.9e-4 through ~20 layers on O(1) eps "
-                            "(the exporter's fp16 tolerance)"),
-    ("fp16", "trajectory"): (2.5e-1, "fp16 per-call errors (<= 2e-2) reach x_0 with DDIM's gain "
-                                     "sqrt((1 - ab_T) / ab_T) = 12.6: 1/8 of the sprite range"),
-    ("fp16", "final"): (2.5e-1, "as trajectory, after clipping to [-1, 1]"),
+    ("fp32", "eps"): (EPS_ATOL, "fp32 kernels (ORT, TorchScript) only reorder float32 sums (~5e-6 seen); "
+                                "a wrong op moves eps by >= 1e-2"),
+    ("fp32", "trajectory"): (SAMPLE_ATOL, "issue 5's bound, on every state: float32 rounding accumulated over <= 500 "
+                                          "steps"),
+    ("fp32", "final"): (SAMPLE_ATOL, "issue 5's bound on final sprites"),
+    ("fp16", "eps"): (FP16_EPS_ATOL, "fp16 weights/activations: unit roundoff 4.9e-4 through ~20 layers on O(1) eps "
+                                     "(the exporter's fp16 tolerance)"),
+    ("fp16", "trajectory"): (FP16_SAMPLE_ATOL, "fp16 per-call errors (<= 2e-2) reach x_0 with DDIM's gain "
+                                               "sqrt((1 - ab_T) / ab_T) = 12.6: 1/8 of the sprite range"),
+    ("fp16", "final"): (FP16_SAMPLE_ATOL, "as trajectory, after clipping to [-1, 1]"),
 }
 # Guidance mixes eps = (1 + w) eps(c) - w eps(0), so every rounding error of a chain grows
 # up to (1 + 2w)-fold. Measured: the eager reference at batch 30 vs itself row by row
@@ -69,6 +71,7 @@ def test_path_matches_reference(matrix: Matrix, case: Case, path: str, quantity:
         f"(|reference| up to {measured.scale:.3g}); tolerance because {why}")
 
 
+@pytest.mark.fast
 def test_design_covers_the_matrix() -> None:
     """The case table stays a covering design of issue 6's matrix when someone edits it:
     per path, every sampler it can run, every batch size, guidance on and off, eta on and

@@ -13,7 +13,7 @@ import torch
 
 from spritegen.contract import ModelConfig
 from spritegen.export.reference import sample_ddim, sample_ddpm
-from tests.conftest import make_random_model
+from tests.models import make_random_model
 from tests.tolerances import REDERIVATION_ATOL
 
 T, BETA1, BETA2 = 500, 1e-4, 0.02
@@ -109,6 +109,7 @@ def test_ddim_eta_zero_ignores_noise_and_eta_positive_uses_it(small_model, input
     assert (stochastic - deterministic).abs().max() > 1e-2
 
 
+@pytest.mark.fast
 def test_guidance_mixes_conditional_and_unconditional(small_model, inputs) -> None:
     """One DDIM step (n=1) exposes eps directly: x_0 = (x - sqrt(1-ab) eps) / sqrt(ab)."""
     noise, context = inputs
@@ -121,6 +122,7 @@ def test_guidance_mixes_conditional_and_unconditional(small_model, inputs) -> No
     torch.testing.assert_close(kept[-1], want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.fast
 def test_ddim_rejects_n_outside_range(small_model, inputs) -> None:
     noise, context = inputs
     for n in (0, T + 1):

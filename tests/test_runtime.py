@@ -28,6 +28,12 @@ CONTEXT = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0.6, 0], [0, 0, 0, 0, 0]], np.flo
 
 
 @pytest.fixture(scope="session")
+def sampler(bundled_sampler: Sampler) -> Sampler:
+    """The demo's export (not conftest's tiny one): compared here with the demo's eager model."""
+    return bundled_sampler
+
+
+@pytest.fixture(scope="session")
 def model() -> torch.nn.Module:
     """The bundled checkpoint's eager model, pinned shortcut and all, as the export saw it."""
     torch.set_num_threads(1)  # the machine is shared; one thread is as fast for batch <= 3

@@ -43,6 +43,7 @@ def _one_line(error: pytest.ExceptionInfo) -> str:
     ([{"hero": True}], "weight True for 'hero' is not a number"),
     ([np.zeros((40, 40))], "neither a class name"),
 ])
+@pytest.mark.fast
 def test_bad_context(sampler: Sampler, context, expected: str) -> None:
     with pytest.raises(InputError) as error:
         sampler.ddim(context, n=2, seed=0)
@@ -50,6 +51,7 @@ def test_bad_context(sampler: Sampler, context, expected: str) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 501, -3, 2.5, True])
+@pytest.mark.fast
 def test_steps_outside_range(sampler: Sampler, n) -> None:
     with pytest.raises(InputError) as error:
         sampler.ddim("hero", n=n)
@@ -176,6 +178,7 @@ def test_non_finite_results_are_refused(sampler: Sampler) -> None:
 
 
 # ------------------------------------------------------------------ exports
+@pytest.mark.fast
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ExportDirError) as error:
         Sampler.load(tmp_path / "nowhere")
@@ -205,6 +208,7 @@ def test_foreign_directory(tmp_path: Path) -> None:
     (lambda m: {**m, "class_names": list(reversed(m["class_names"]))}, "class_names = ['side-facing'"),
     (lambda m: {**m, "ddim_loop_steps": 50}, "ddim_loop_steps = 50 but ddim_loop.onnx was exported with 25"),
 ])
+@pytest.mark.fast
 def test_edited_manifest(export_dir: Path, tmp_path: Path, edit, expected: str) -> None:
     broken = copy_export(export_dir, tmp_path / "export")
     manifest = json.loads((broken / MANIFEST_FILE).read_text())

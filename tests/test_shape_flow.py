@@ -105,6 +105,7 @@ _CONSTANTS = {"zero_i": np.array(0, np.int64), "axes0": np.array([0], np.int64),
               "zero_f": np.array([0], np.float32), "four": np.array([4], np.int64)}
 
 
+@pytest.mark.fast
 def test_hand_built_product_of_shape_and_weight_is_a_leak() -> None:
     nodes = _BATCH + [helper.make_node("Sub", ["b1", "one_i"], ["g1"]),
                       helper.make_node("Cast", ["g1"], ["g1f"], to=TensorProto.FLOAT),

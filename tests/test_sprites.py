@@ -17,6 +17,7 @@ def sprites() -> tuple[np.ndarray, np.ndarray]:
     return make_sprites(1000, seed=7)
 
 
+@pytest.mark.fast
 def test_shapes_dtypes_and_range(sprites: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = sprites
     assert images.shape == (1000, 3, 16, 16) and images.dtype == np.float32

@@ -24,6 +24,7 @@ TINY = TrainConfig(model=ModelConfig(n_feat=16), steps=6, batch_size=20, dataset
                    checkpoint_every=2, log_every=2)
 
 
+@pytest.mark.fast
 def test_forward_process_has_the_square_root() -> None:
     """With x0 = 0 the noise coefficient is sqrt(1 - ab) (0.8 at ab = 0.36), not the course's 1 - ab."""
     noise = torch.ones(1, 3, 16, 16)
@@ -33,6 +34,7 @@ def test_forward_process_has_the_square_root() -> None:
     torch.testing.assert_close(x_t, torch.full_like(noise, 0.6))
 
 
+@pytest.mark.fast
 def test_batches_are_a_function_of_the_step() -> None:
     images, labels = load_data(TINY)
     config = TrainConfig(batch_size=4000, dataset_size=100)

@@ -72,6 +72,7 @@ def test_config_matches_the_onnx_graph(repository: Path, export_dir: Path, graph
     assert [(g.count, g.kind) for g in config.instance_group] == [(2, pb.ModelInstanceGroup.KIND_GPU)]
 
 
+@pytest.mark.fast
 def test_batching_declarations(repository: Path) -> None:
     """unet is batched by Triton (all tensors batch-first); ddim_loop cannot be (GB rows of c,
     one w per call), so it is max_batch_size 0 with explicit variable dims."""

@@ -52,6 +52,7 @@ def assert_bitwise(js: np.ndarray, ours: np.ndarray, what: str) -> None:
                               f"noise.js {js[differ[0]]!r}, numpy {ours[differ[0]]!r}")
 
 
+@pytest.mark.fast
 def test_philox_known_answers() -> None:
     answers = run_node([{"philox": [*counter, *key]} for counter, key, _ in KATS])
     for (counter, key, expected), got in zip(KATS, answers):
@@ -115,6 +116,7 @@ def test_bad_seeds_are_refused_with_a_message(bad: object) -> None:
     assert answer.startswith(("RangeError: seed", "TypeError: seed")), answer
 
 
+@pytest.mark.fast
 def test_spritegen_js_ddim_pairs_are_the_contracts() -> None:
     """spritegen.js holds one piece of sampler logic, the step pairs: equal to contract.ddim_pairs
     for every n of the course's T (and a T it does not divide), and n out of range refused."""
