@@ -34,7 +34,6 @@ T = ScheduleConfig().timesteps
 
 
 @pytest.fixture(scope="session")
-@pytest.fixture(scope="session")
 def export_dir(bundled_export: Path) -> Path:
     """The demo's export, not conftest's tiny one: a random tiny model's DDPM sprites end almost
     all at the clip bounds, which would hide C++ - Python differences."""
