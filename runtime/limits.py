@@ -37,6 +37,7 @@ MAX_CHANNELS = 4
 MAX_CLASSES = 1024
 MAX_FEATURES = 4096
 MAX_CLASS_NAME = 64  # characters
+MAX_FAST_TABLES = 64  # fitted step tables in a manifest's "fast" section (the demo ships 5)
 # Files: protobuf cannot serialise a model of 2 GiB or more, so a bigger graph file is not one.
 MAX_GRAPH_BYTES = (1 << 31) - 1
 MAX_MANIFEST_BYTES = 4 << 20  # the demo's is ~0.1 MB; T = MAX_TIMESTEPS makes ~1 MB
