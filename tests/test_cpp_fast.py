@@ -102,3 +102,29 @@ def test_a_game_with_only_solver_step_onnx(cpp_binary: Path, export_dir: Path, t
     assert record["graph"] == "solver_step" and record["n"] == default_n
     refused(run_cpp(cpp_binary, folder, "--n", "5", "--graph", "step", "--out-npy", str(tmp_path / "x.npy")),
             "ddim_step.onnx", "missing")
+
+
+def test_fewstep_benchmark_records_each_sampler(cpp_binary: Path, export_dir: Path, tmp_path: Path) -> None:
+    """benchmarks.cpp_fewstep (issue 18's C++ latency figures), one quick round: every sampler on
+    every thread setting, the graph and call count the program itself reports, ratios that are
+    the medians' own, load averages recorded; a missing output folder refused before measuring."""
+    from benchmarks import cpp_fewstep
+
+    out = tmp_path / "fewstep.json"
+    assert cpp_fewstep.main(["--export-dir", str(export_dir), "--binary", str(cpp_binary), "--rounds", "1",
+                             "--reps", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    default_n = json.loads((export_dir / MANIFEST_FILE).read_text())[FAST_KEY]["default_n"]
+    want = {"ddim25": (25, "ddim_loop"), "ddim25-step": (25, "ddim_step"), "dpmpp8": (8, "solver_step"),
+            "fast": (default_n, "solver_step")}
+    figures = report["figures"]
+    assert set(figures) == {f"{path}/{key}" for path in cpp_fewstep.PATHS for key in want}
+    for name, figure in figures.items():
+        path, key = name.split("/")
+        assert (figure["calls"], figure["graph"]) == want[key], name
+        assert figure["median_ms"] > 0 and len(figure["load_1min"]) == 2
+        base = figures[f"{path}/ddim25"]["median_ms"]
+        assert report["speedup_over"]["ddim25"][name] == pytest.approx(base / figure["median_ms"])
+    assert "| 1thread | fast | solver_step |" in out.with_suffix(".md").read_text()
+    assert cpp_fewstep.main(["--export-dir", str(export_dir), "--binary", str(cpp_binary),
+                             "--out", str(tmp_path / "missing" / "x.json")]) == 2
