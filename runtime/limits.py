@@ -38,6 +38,7 @@ MAX_IDLE_RUNNERS = 32
 # 1000-4000; each step is one network call).
 MAX_TIMESTEPS = TIMESTEPS_LIMITS[1]
 MAX_CLASS_NAME = 64  # characters
+MAX_FAST_TABLES = 64  # fitted step tables in a manifest's "fast" section (the demo ships 5)
 # Files: protobuf cannot serialise a model of 2 GiB or more, so a bigger graph file is not one.
 MAX_GRAPH_BYTES = (1 << 31) - 1
 MAX_MANIFEST_BYTES = 4 << 20  # the demo's is ~0.1 MB; T = MAX_TIMESTEPS makes ~1 MB

@@ -155,8 +155,8 @@ def fast_sampler(data: dict[str, Any], timesteps: int) -> FastSampler | None:
         raise FieldError(f"{FAST_KEY}.solver must be one of {', '.join(SOLVERS)}, got {_show(solver)}")
     eta = real(entry.get("eta"), f"{FAST_KEY}.eta", 0.0, 1.0)
     tables = section(entry, "indices", f"{FAST_KEY}.")
-    if not 1 <= len(tables) <= 64:
-        raise FieldError(f"{FAST_KEY}.indices must hold 1..64 tables, got {len(tables)}")
+    if not 1 <= len(tables) <= limits.MAX_FAST_TABLES:
+        raise FieldError(f"{FAST_KEY}.indices must hold 1..{limits.MAX_FAST_TABLES} tables, got {len(tables)}")
     indices = {}
     for key, value in tables.items():
         n = int(key) if isinstance(key, str) and key.isdigit() and len(key) <= 5 else -1

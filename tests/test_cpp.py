@@ -83,6 +83,17 @@ CASES = {
     "ddim10-eta": (("--n", "10", "--eta", "0.7", "--noise", "{x}", "--step-noise", "{z}"),
                    lambda s, x, z: s.ddim(CTX, n=10, eta=0.7, noise=x, step_noise=z)),
     "ddpm500-seed": (("--sampler", "ddpm", "--seed", "7"), lambda s, x, z: s.ddpm(CTX, seed=7)),
+    # DPM-Solver++ (solver_step.onnx): its default n, the SDE form (eta 1) with a seed per row,
+    # guided with injected noise at a mixed eta, and the export's fitted fast sampler
+    "dpmpp10-seed": (("--sampler", "dpmpp", "--seed", "11"), lambda s, x, z: s.dpmpp(CTX, seed=11)),
+    "dpmpp8-eta1-row-seeds": (("--sampler", "dpmpp", "--n", "8", "--eta", "1", "--seed", f"3,{BIG_SEED}"),
+                              lambda s, x, z: s.dpmpp(CTX, n=8, eta=1.0, seed=[3, BIG_SEED])),
+    "dpmpp6-guided-eta-noise": (("--sampler", "dpmpp", "--n", "6", "--eta", "0.5", "--guidance", "2", "--noise", "{x}",
+                                 "--step-noise", "{z}"),
+                                lambda s, x, z: s.dpmpp(CTX, n=6, eta=0.5, guidance=2.0, noise=x, step_noise=z)),
+    "fast-seed": (("--sampler", "fast", "--seed", "21"), lambda s, x, z: s.fast(CTX, seed=21)),
+    "fast4-guided-noise": (("--sampler", "fast", "--n", "4", "--guidance", "1.5", "--noise", "{x}", "--step-noise",
+                            "{z}"), lambda s, x, z: s.fast(CTX, n=4, guidance=1.5, noise=x, step_noise=z)),
 }
 
 
@@ -220,6 +231,12 @@ def _bad_inputs(tmp: Path, noise: dict[str, Path]) -> dict[str, list[str]]:
         "no output": ["--class", "hero"],
         "unknown option": ["--colour", "red", *out],
         "loop with n=7": ["--graph", "loop", "--n", "7", *out],
+        "loop with dpmpp": ["--sampler", "dpmpp", "--graph", "loop", *out],
+        "dpmpp n above T": ["--sampler", "dpmpp", "--n", str(T + 1), *out],
+        "dpmpp eta above 1": ["--sampler", "dpmpp", "--eta", "1.5", *out],
+        "dpmpp eta noise without step noise": ["--sampler", "dpmpp", "--eta", "1", "--noise", str(noise["x"]), *out],
+        "fast with eta": ["--sampler", "fast", "--eta", "0", *out],
+        "fast n without a table": ["--sampler", "fast", "--n", "7", *out],
         "num zero": ["--num", "0", *out],  # 0 read as "not given" before
         "threads zero": ["--threads", "0", *out],
         "threads beyond 4 per core": ["--threads", str(4 * (os.cpu_count() or 1) + 1), *out],

@@ -53,14 +53,15 @@ def _swap_classes(m: dict[str, Any]) -> None:
 # Each edit of the manifest, and the metadata key whose disagreement refuses it.
 EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "class names swapped": (_swap_classes, "class_names"),
-    "T edited": (lambda m: m["schedule"].update(timesteps=250), "schedule"),
+    # (the fitted tables fall from the old T: without the section, the graphs' metadata must refuse it)
+    "T edited": (lambda m: (m["schedule"].update(timesteps=250), m.pop(contract.FAST_KEY, None)), "schedule"),
     "beta2 edited": (lambda m: m["schedule"].update(beta2=0.03), "schedule"),
     "n_feat edited": (lambda m: m["model"]["hyperparameters"].update(n_feat=32), "hyperparameters"),
     "other checkpoint": (lambda m: m["provenance"].update(checkpoint_sha256="0" * 64), "checkpoint"),
 }
 # Each graph a run can use: the options that make the CLI use it.
 RUNS = {"ddim_loop": ("--graph", "loop"), "ddim_step": ("--graph", "step", "--n", "5"),
-        "ddpm_step": ("--sampler", "ddpm")}
+        "ddpm_step": ("--sampler", "ddpm"), "solver_step": ("--sampler", "dpmpp", "--n", "3")}
 
 
 @pytest.mark.parametrize("memory", [False, True], ids=["directory", "from-memory"])
@@ -207,8 +208,9 @@ def test_limits_are_pythons(cpp_binary: Path) -> None:
             "kMaxFeatures": limits.MAX_FEATURES, "kMaxClassName": limits.MAX_CLASS_NAME,
             "kMaxGraphBytes": limits.MAX_GRAPH_BYTES, "kMaxManifestBytes": limits.MAX_MANIFEST_BYTES,
             "kMaxScale": limits.MAX_SCALE, "kDdimDefaultSteps": contract.DDIM_DEFAULT_STEPS,
+            "kDpmppDefaultSteps": contract.DPMPP_DEFAULT_STEPS, "kMaxFastTables": limits.MAX_FAST_TABLES,
             "kMaxGuidance": limits.MAX_GUIDANCE, "kMaxContextWeight": limits.MAX_CONTEXT_WEIGHT,
-            "kManifestFormat": contract.MANIFEST_FORMAT}
+            "kManifestFormat": contract.MANIFEST_FORMAT, "kFastKey": contract.FAST_KEY}
     assert json.loads(proc.stdout) == want
     generated = subprocess.run([sys.executable, str(SOURCES / "gen_limits.py")], capture_output=True, text=True,
                                timeout=60, check=True).stdout
@@ -248,6 +250,10 @@ int main(int argc, char** argv) {
   if (st.ok()) st = sampler->context_row({{"hero", 1.0f}}, &context.data);
   spritegen::Tensor sprite;
   if (st.ok()) st = sampler->generate(context, uint64_t{42}, options, &sprite);
+  spritegen::Options fast;  // the fitted few-step sampler: how many network calls it makes
+  fast.method = spritegen::Method::fast;
+  int calls = 0;
+  if (st.ok()) st = sampler->calls(fast, &calls);
   return st.ok() && !spritegen::to_rgba8(sprite).empty() ? 0 : 1;
 }
 """

@@ -20,13 +20,17 @@ const char kUsage[] = R"(usage: spritegen_cpp --export-dir D [options]
 
 Samples SpriteGen sprites from a spritegen-export directory with ONNX Runtime (C API).
 
-  --export-dir D        export directory (manifest.json, ddim_step/ddpm_step/ddim_loop.onnx)
+  --export-dir D        export directory (manifest.json, ddim_step/ddpm_step/ddim_loop/solver_step.onnx)
   --class NAMES         comma-separated class names, one sprite each (hero,non-hero,food,
                         spell,side-facing); omitted: unconditional (zero context)
   --blend NAME=W[,...]  add W * NAME to every context row, e.g. --class hero --blend food=0.6
-  --sampler ddim|ddpm   default ddim
-  --n N                 DDIM steps, 1..T (default: the export's, its manifest's ddim_loop_steps)
-  --eta E               DDIM stochasticity in 0..1 (default 0: deterministic)
+  --sampler S           ddim (default), ddpm, dpmpp (DPM-Solver++ 2M, n network calls; eta 1:
+                        its SDE form) or fast (the export's few-step sampler fitted to its checkpoint)
+  --n N                 DDIM steps, 1..T (default: the export's, its manifest's ddim_loop_steps);
+                        dpmpp: network calls, 1..T (default {DPMPP_STEPS}); fast: one the export was
+                        fitted for (default: its recommended one)
+  --eta E               DDIM / dpmpp stochasticity in 0..1 (default 0: deterministic); not for fast,
+                        which runs at the export's fitted eta
   --guidance W          classifier-free guidance weight, 0..{MAX_GUIDANCE} (default 0: off)
   --graph auto|loop|step  DDIM graph: ddim_loop.onnx when n and eta allow (auto), or per step
   --num N               sprites when noise is drawn, 1..{MAX_BATCH} (default: number of --class names, or 1)
@@ -58,7 +62,8 @@ std::string usage() {
   guidance << spritegen::limits::kMaxGuidance;
   const std::pair<std::string, std::string> values[] = {
       {"{MAX_BATCH}", std::to_string(spritegen::limits::kMaxBatch)},
-      {"{MAX_GUIDANCE}", guidance.str()}};
+      {"{MAX_GUIDANCE}", guidance.str()},
+      {"{DPMPP_STEPS}", std::to_string(spritegen::limits::kDpmppDefaultSteps)}};
   for (const auto& [key, value] : values)
     for (size_t at; (at = text.find(key)) != std::string::npos;) text.replace(at, key.size(), value);
   return text;
@@ -149,9 +154,12 @@ Status parse_value(Args& a, const std::string& flag, const std::string& v) {
   else if (flag == "--graph") a.graph = v;
   else if (flag == "--n") {
     SPRITEGEN_TRY(to_int(flag, v, &a.n));
-    return a.n >= 1 ? Status{} : invalid("--n must be >= 1 (DDIM steps), got " + v);
+    return a.n >= 1 ? Status{} : invalid("--n must be >= 1 (steps or network calls), got " + v);
   }
-  else if (flag == "--eta") return to_float(flag, v, &a.eta);
+  else if (flag == "--eta") {
+    a.eta_given = true;
+    return to_float(flag, v, &a.eta);
+  }
   else if (flag == "--guidance") return to_float(flag, v, &a.guidance);
   else if (flag == "--num") return to_count(flag, v, spritegen::limits::kMaxBatch, &a.num);
   else if (flag == "--seed") return to_seeds(flag, v, &a.seeds);
@@ -209,13 +217,16 @@ Status validate(const Args& a) {
       {a.out.empty() || ends_with(a.out, ".ppm") || ends_with(a.out, ".png"),
        "--out must end in .ppm or .png, got '" + a.out + "'"},
       {a.out_npy.empty() || ends_with(a.out_npy, ".npy"), "--out-npy must end in .npy, got '" + a.out_npy + "'"},
-      {a.sampler == "ddim" || a.sampler == "ddpm", "--sampler must be ddim or ddpm, got '" + a.sampler + "'"},
+      {a.sampler == "ddim" || a.sampler == "ddpm" || a.sampler == "dpmpp" || a.sampler == "fast",
+       "--sampler must be ddim, ddpm, dpmpp or fast, got '" + a.sampler + "'"},
+      {!(a.sampler == "fast" && a.eta_given),
+       "--eta is not an option of --sampler fast (it runs at the export's fitted eta); use --sampler dpmpp --eta E"},
       {a.graph == "auto" || a.graph == "loop" || a.graph == "step",
        "--graph must be auto, loop or step, got '" + a.graph + "'"},
       {a.seeds.empty() || a.noise.empty(), "give either --seed or --noise, not both"},
       {a.step_noise.empty() || !a.noise.empty(), "--step-noise needs --noise (x_T) too"},
       {a.noise.empty() || !a.num, "--num comes from the --noise file's batch; drop --num"},
-      {!(a.sampler == "ddpm" && a.graph == "loop"), "--graph loop is DDIM only"},
+      {a.sampler == "ddim" || a.graph != "loop", "--graph loop is DDIM only"},
   };
   for (const auto& [ok, message] : rules)
     if (!ok) return invalid(message);

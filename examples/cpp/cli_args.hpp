@@ -18,7 +18,7 @@ struct Args {
   std::vector<std::pair<std::string, float>> blend;
   std::vector<uint64_t> seeds;
   int n = 0, num = 0, scale = 4, threads = 0, repeat = 0;
-  bool spin = false, warm_up = false, from_memory = false, help = false;
+  bool spin = false, warm_up = false, from_memory = false, help = false, eta_given = false;
   float eta = 0.0f, guidance = 0.0f;
 };
 

@@ -19,9 +19,12 @@ constexpr int64_t kMaxGraphBytes = 2147483647;  // limits.MAX_GRAPH_BYTES: one g
 constexpr int64_t kMaxManifestBytes = 4194304;  // limits.MAX_MANIFEST_BYTES: manifest.json
 constexpr int64_t kMaxScale = 64;  // limits.MAX_SCALE: pixels per sprite pixel
 constexpr int64_t kDdimDefaultSteps = 25;  // contract.DDIM_DEFAULT_STEPS: DDIM's n when not given
+constexpr int64_t kDpmppDefaultSteps = 10;  // contract.DPMPP_DEFAULT_STEPS: DPM-Solver++'s n when not given
+constexpr int64_t kMaxFastTables = 64;  // limits.MAX_FAST_TABLES: fitted tables in the manifest's fast section
 constexpr double kMaxGuidance = 100.0;  // limits.MAX_GUIDANCE: classifier-free guidance weight
 constexpr double kMaxContextWeight = 100.0;  // limits.MAX_CONTEXT_WEIGHT: one class weight
 constexpr const char* kManifestFormat = "spritegen-export/1";  // contract.MANIFEST_FORMAT
+constexpr const char* kFastKey = "fast";  // contract.FAST_KEY: the manifest's fitted few-step sampler
 
 // Every number above by name, for `spritegen_cpp limits` (tests/test_cpp.py compares it with Python).
 struct Named {
@@ -41,6 +44,8 @@ inline constexpr Named kNumbers[] = {
     {"kMaxManifestBytes", static_cast<double>(kMaxManifestBytes)},
     {"kMaxScale", static_cast<double>(kMaxScale)},
     {"kDdimDefaultSteps", static_cast<double>(kDdimDefaultSteps)},
+    {"kDpmppDefaultSteps", static_cast<double>(kDpmppDefaultSteps)},
+    {"kMaxFastTables", static_cast<double>(kMaxFastTables)},
     {"kMaxGuidance", static_cast<double>(kMaxGuidance)},
     {"kMaxContextWeight", static_cast<double>(kMaxContextWeight)},
 };

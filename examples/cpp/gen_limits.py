@@ -32,6 +32,8 @@ INTEGERS: tuple[tuple[str, int, str], ...] = (
     ("kMaxManifestBytes", limits.MAX_MANIFEST_BYTES, "limits.MAX_MANIFEST_BYTES: manifest.json"),
     ("kMaxScale", limits.MAX_SCALE, "limits.MAX_SCALE: pixels per sprite pixel"),
     ("kDdimDefaultSteps", contract.DDIM_DEFAULT_STEPS, "contract.DDIM_DEFAULT_STEPS: DDIM's n when not given"),
+    ("kDpmppDefaultSteps", contract.DPMPP_DEFAULT_STEPS, "contract.DPMPP_DEFAULT_STEPS: DPM-Solver++'s n when not given"),
+    ("kMaxFastTables", limits.MAX_FAST_TABLES, "limits.MAX_FAST_TABLES: fitted tables in the manifest's fast section"),
 )
 FLOATS: tuple[tuple[str, float, str], ...] = (
     ("kMaxGuidance", limits.MAX_GUIDANCE, "limits.MAX_GUIDANCE: classifier-free guidance weight"),
@@ -39,6 +41,7 @@ FLOATS: tuple[tuple[str, float, str], ...] = (
 )
 STRINGS: tuple[tuple[str, str, str], ...] = (
     ("kManifestFormat", contract.MANIFEST_FORMAT, "contract.MANIFEST_FORMAT"),
+    ("kFastKey", contract.FAST_KEY, "contract.FAST_KEY: the manifest's fitted few-step sampler"),
 )
 
 

@@ -116,9 +116,10 @@ Status graph_checkpoint(const std::map<std::string, std::string>& meta, const st
 
 const std::vector<GraphKind>& graph_kinds() {
   static const std::vector<GraphKind> kinds = {
-      {"ddim_step", {"x", "c", "i", "i_prev", "eta", "z", "w"}, false},
-      {"ddpm_step", {"x", "c", "i", "z", "w"}, false},
-      {"ddim_loop", {"x", "c", "w"}, true},
+      {"ddim_step", {"x", "c", "i", "i_prev", "eta", "z", "w"}, {"x_prev"}, false},
+      {"ddpm_step", {"x", "c", "i", "z", "w"}, {"x_prev"}, false},
+      {"ddim_loop", {"x", "c", "w"}, {"sample"}, true},
+      {"solver_step", {"x", "m", "c", "i", "i_next", "i_last", "eta", "z", "w"}, {"x_next", "x0"}, false},
   };
   return kinds;
 }

@@ -14,11 +14,12 @@
 namespace spritegen {
 
 // One graph an export may hold: its key in the manifest's "graphs" (the file name is the
-// manifest's) and the inputs the sampler feeds it (names from the export contract). A new
-// graph is one row here plus the code that runs it.
+// manifest's), the inputs the sampler feeds it and the outputs it reads (names from the export
+// contract). A new graph is one row here plus the code that runs it.
 struct GraphKind {
   const char* key;
   std::set<std::string> inputs;
+  std::set<std::string> outputs;
   bool has_loop_steps;  // its metadata records ddim_loop_steps (the unrolled loop)
 };
 const std::vector<GraphKind>& graph_kinds();

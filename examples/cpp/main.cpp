@@ -1,6 +1,6 @@
 // spritegen_cpp: the command line around spritegen::Sampler (sampler.hpp).
 //
-//   spritegen_cpp --export-dir D --class hero [--blend food=0.6] [--sampler ddim|ddpm] [--n 25]
+//   spritegen_cpp --export-dir D --class hero [--blend food=0.6] [--sampler ddim|ddpm|dpmpp|fast] [--n 25]
 //                 [--seed S[,S...] | --noise x_T.npy [--step-noise z.npy]] --out sprite.ppm|png
 //                 [--out-npy sprite.npy] [--out-rgba sprite.rgba] [--warm-up] [--from-memory] [--repeat N]
 //   spritegen_cpp noise --seed S[,S...] --stream I[,I...] --count N --out normals.npy
@@ -41,7 +41,10 @@ using spritegen::cli::to_u64;
 
 spritegen::Options options_for(const Args& a) {
   spritegen::Options o;
-  o.method = a.sampler == "ddpm" ? spritegen::Method::ddpm : spritegen::Method::ddim;
+  const std::pair<const char*, spritegen::Method> methods[] = {{"ddim", spritegen::Method::ddim},
+      {"ddpm", spritegen::Method::ddpm}, {"dpmpp", spritegen::Method::dpmpp}, {"fast", spritegen::Method::fast}};
+  for (const auto& [name, method] : methods)
+    if (a.sampler == name) o.method = method;
   o.steps = a.n;
   o.eta = a.eta;
   o.guidance = a.guidance;
@@ -174,7 +177,8 @@ Status sample(const Args& a) {
       SPRITEGEN_TRY(req.run(*sampler, &again));
       ms.push_back(ms_since(start));
     }
-    const int steps = a.sampler == "ddpm" ? m.timesteps : a.n ? a.n : m.ddim_loop_steps;
+    int steps = 0;
+    SPRITEGEN_TRY(sampler->calls(req.options, &steps));
     std::printf("{\"sampler\": \"%s\", \"graph\": \"%s\", \"n\": %d, \"batch\": %lld, \"repeat\": %d, "
                 "\"load_ms\": %.3f, \"warm_up_ms\": %s, \"first_ms\": %.3f, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
                 "\"min_ms\": %.3f}\n",
@@ -228,7 +232,8 @@ Status noise_command(int argc, char** argv) {
 int print_limits() {
   std::printf("{");
   for (const auto& entry : spritegen::limits::kNumbers) std::printf("\"%s\": %.17g, ", entry.name, entry.value);
-  std::printf("\"kManifestFormat\": \"%s\"}\n", spritegen::limits::kManifestFormat);
+  std::printf("\"kManifestFormat\": \"%s\", \"kFastKey\": \"%s\"}\n", spritegen::limits::kManifestFormat,
+              spritegen::limits::kFastKey);
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include "contract_limits.hpp"
 #include "graphs.hpp"
@@ -16,6 +17,13 @@
 namespace spritegen {
 namespace {
 using json = nlohmann::json;
+
+// "0", "0.5", "1" for a message.
+std::string number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
 
 // Typed, bounded lookups that report the dotted key they wanted.
 class Reader {
@@ -52,12 +60,15 @@ class Reader {
     *out = static_cast<int>(v->get<int64_t>());
     return {};
   }
-  // A finite number in (low, high).
+  // A finite number in (low, high), or in [low, high] when `closed`.
   Status real(const json& node, const std::string& key, const std::string& path, double low, double high,
-              double* out) const {
+              double* out, bool closed = false) const {
     const json* v = find(node, key);
     const double x = v && v->is_number() ? v->get<double>() : NAN;
-    if (!(std::isfinite(x) && x > low && x < high)) return missing(path + key, " (a number in (0, 1))");
+    const bool inside = closed ? x >= low && x <= high : x > low && x < high;
+    if (!(std::isfinite(x) && inside))
+      return missing(path + key, std::string(" (a number in ") + (closed ? "[" : "(") + number(low) + ", " +
+                                     number(high) + (closed ? "]" : ")") + ")");
     *out = x;
     return {};
   }
@@ -85,11 +96,10 @@ Status read_graph(const Reader& r, const json& doc, const json& graph, const Gra
   const json* files = nullptr;
   SPRITEGEN_TRY(r.text(graph, "file", path, &out->file));
   SPRITEGEN_TRY(names(r, graph, "inputs", path, &out->inputs));
-  std::vector<std::string> outputs;
-  SPRITEGEN_TRY(names(r, graph, "outputs", path, &outputs));
-  out->output = outputs[0];
-  if (std::set<std::string>(out->inputs.begin(), out->inputs.end()) != kind.inputs)
-    return bad_export(out->file + " in the manifest has inputs this program does not know; "
+  SPRITEGEN_TRY(names(r, graph, "outputs", path, &out->outputs));
+  if (std::set<std::string>(out->inputs.begin(), out->inputs.end()) != kind.inputs ||
+      std::set<std::string>(out->outputs.begin(), out->outputs.end()) != kind.outputs)
+    return bad_export(out->file + " in the manifest has inputs or outputs this program does not know; "
                       "rebuild spritegen_cpp for this export format");
   SPRITEGEN_TRY(r.object(doc, "files", "", &files));
   const json* digest = r.find(*files, out->file);  // {name: hex} or {name: {"sha256": hex}}
@@ -148,6 +158,53 @@ Status read_checkpoint(const Reader& r, const json& doc, std::string* out) {
   return {};
 }
 
+// One fitted table: n + 1 integers falling strictly from T to 0 (contract.check_solver_indices).
+Status read_table(const Reader& r, const json& table, const std::string& key, int timesteps,
+                  std::vector<int64_t>* out) {
+  const std::string where = std::string(limits::kFastKey) + ".indices[" + key.substr(0, 20) + "]";
+  const bool digits = !key.empty() && key.size() <= 5 &&
+                      std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const size_t n = digits ? static_cast<size_t>(std::stoi(key)) : 0;
+  if (!digits || !table.is_array() || table.size() != n + 1 || n < 1 || n > static_cast<size_t>(timesteps))
+    return r.missing(where, " (n + 1 step indices for a key n in 1.." + std::to_string(timesteps) + ")");
+  for (const json& i : table) {
+    if (!i.is_number_integer()) return r.missing(where, " (integer step indices)");
+    out->push_back(i.get<int64_t>());
+  }
+  bool falls = out->front() == timesteps && out->back() == 0;
+  for (size_t k = 1; k < out->size(); ++k) falls = falls && (*out)[k - 1] > (*out)[k];
+  return falls ? Status{} : r.missing(where, " (step indices falling strictly from T=" + std::to_string(timesteps) +
+                                                 " to 0)");
+}
+
+// The optional fitted few-step sampler ("fast"): as runtime/manifest_fields.py fast_sampler.
+Status read_fast(const Reader& r, const json& doc, int timesteps, Manifest::Fast* out) {
+  const std::string key = limits::kFastKey;
+  const json* entry = r.find(doc, key);
+  if (!entry || entry->is_null()) return {};  // exported without a fit: the fast sampler is refused when asked
+  const json* tables = nullptr;
+  SPRITEGEN_TRY(r.object(doc, key, "", &entry));
+  SPRITEGEN_TRY(r.text(*entry, "solver", key + ".", &out->solver));
+  if (out->solver != "dpmpp")
+    return bad_export(r.where() + " names the fast solver '" + out->solver.substr(0, 40) +
+                      "', but this program implements dpmpp only; use the spritegen version that exported it");
+  double eta = 0.0;
+  SPRITEGEN_TRY(r.real(*entry, "eta", key + ".", 0.0, 1.0, &eta, /*closed=*/true));
+  out->eta = static_cast<float>(eta);
+  SPRITEGEN_TRY(r.object(*entry, "indices", key + ".", &tables));
+  if (tables->empty() || tables->size() > static_cast<size_t>(limits::kMaxFastTables))
+    return r.missing(key + ".indices", " (1.." + std::to_string(limits::kMaxFastTables) + " tables)");
+  for (auto it = tables->begin(); it != tables->end(); ++it) {
+    std::vector<int64_t> table;
+    SPRITEGEN_TRY(read_table(r, it.value(), it.key(), timesteps, &table));
+    out->indices[static_cast<int>(table.size() - 1)] = std::move(table);
+  }
+  SPRITEGEN_TRY(r.integer(*entry, "default_n", key + ".", 1, timesteps, &out->default_n));
+  if (!out->indices.count(out->default_n))
+    return r.missing(key + ".default_n", " (an n with a table in " + key + ".indices)");
+  return {};
+}
+
 Status read_model(const Reader& r, const json& doc, Manifest* m) {
   const json *model = nullptr, *hyper = nullptr, *schedule = nullptr;
   const std::string h = "model.hyperparameters.";
@@ -192,6 +249,7 @@ Status Manifest::parse(const std::string& json_text, const std::string& where, M
   m.ddim_loop_steps = static_cast<int>(std::min<int64_t>(limits::kDdimDefaultSteps, m.timesteps));
   if (m.graphs.count("ddim_loop") || r.find(doc, "ddim_loop_steps"))
     SPRITEGEN_TRY(r.integer(doc, "ddim_loop_steps", "", 1, m.timesteps, &m.ddim_loop_steps));
+  SPRITEGEN_TRY(read_fast(r, doc, m.timesteps, &m.fast));
   *out = std::move(m);
   return {};
 }

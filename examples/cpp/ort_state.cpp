@@ -97,57 +97,70 @@ Status Sampler::Impl::value(const std::string& input, int parity, OrtValue** out
                  "cannot wrap a scalar");
   };
   if (input == "x") return view(x[parity], image_shape, out);
+  if (input == "m") return view(m[parity], image_shape, out);
   if (input == "z") return view(z, image_shape, out);
   if (input == "c") return view(c, context_shape, out);
   if (input == "i") return scalar(&i, sizeof i, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64);
-  if (input == "i_prev") return scalar(&i_prev, sizeof i_prev, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64);
+  if (input == "i_prev" || input == "i_next") return scalar(&i_to, sizeof i_to, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64);
+  if (input == "i_last") return scalar(&i_last, sizeof i_last, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64);
   if (input == "eta") return scalar(&eta, sizeof eta, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
   if (input == "w") return scalar(&w, sizeof w, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
   return bad_export("unexpected graph input '" + input + "'");
 }
 
-void Sampler::Impl::fill_noise(int64_t step, const Options& o) {
-  const bool needed = o.method == Method::ddpm ? step > 1 : o.eta > 0.0f;  // z is ignored otherwise
-  if (!needed) return;
+// Where a step graph's output goes at parity p (reading x[p], m[p]): the state into x[1-p],
+// the solver's x0 prediction into m[1-p] (the next call's m).
+Status Sampler::Impl::output(const std::string& name, int parity, OrtValue** out) {
+  if (name == "x_prev" || name == "x_next") return view(x[1 - parity], image_shape, out);
+  if (name == "x0") return view(m[1 - parity], image_shape, out);
+  return bad_export("unexpected graph output '" + name + "'");
+}
+
+void Sampler::Impl::fill_noise(int64_t stream) {
   if (step_noise) {  // step_noise[i-1] is the noise of the step that starts at i
-    const float* src = step_noise->data.data() + (step - 1) * z.size();
+    const float* src = step_noise->data.data() + (stream - 1) * z.size();
     std::copy(src, src + z.size(), z.begin());
   } else if (row_seeds) {  // row r: the batch-1 stream of seeds[r]
     const size_t row = z.size() / row_seeds->size();
     for (size_t r = 0; r < row_seeds->size(); ++r)
-      noise::normals((*row_seeds)[r], static_cast<uint32_t>(step), z.data() + r * row, row);
+      noise::normals((*row_seeds)[r], static_cast<uint32_t>(stream), z.data() + r * row, row);
   } else {
-    noise::normals(seed, static_cast<uint32_t>(step), z.data(), z.size());
+    noise::normals(seed, static_cast<uint32_t>(stream), z.data(), z.size());
   }
 }
 
-Status Sampler::Impl::run_steps(const std::string& key, const Options& o,
-                                const std::vector<std::pair<int64_t, int64_t>>& steps) {
+Status Sampler::Impl::run_steps(const std::string& key, const std::vector<Step>& steps) {
   Session* s = nullptr;
   SPRITEGEN_TRY(session(key, &s));
-  // 1. OrtValues over our buffers, built once per call: parity p reads x[p], writes x[1-p]
+  // 1. OrtValues over our buffers, built once per call: parity p reads x[p] (and m[p]), writes
+  //    x[1-p] (and m[1-p])
   std::vector<OrtPtr<OrtValue>> owned;
   std::vector<const OrtValue*> inputs[2];
-  for (int p = 0; p < 2; ++p)
+  std::vector<OrtValue*> outputs[2];
+  std::vector<const char*> output_names;
+  for (const std::string& name : s->io.outputs) output_names.push_back(name.c_str());
+  for (int p = 0; p < 2; ++p) {
     for (const std::string& name : s->io.inputs) {
       OrtValue* v = nullptr;
       SPRITEGEN_TRY(value(name, p, &v));
       owned.emplace_back(v);
       inputs[p].push_back(v);
     }
-  OrtValue* outputs[2] = {nullptr, nullptr};
-  SPRITEGEN_TRY(view(x[1], image_shape, &outputs[0]));
-  owned.emplace_back(outputs[0]);
-  SPRITEGEN_TRY(view(x[0], image_shape, &outputs[1]));
-  owned.emplace_back(outputs[1]);
-  const char* output = s->io.output.c_str();
-  // 2. one Run per step; only i, i_prev and z change in place between them
-  for (const auto& [step, step_prev] : steps) {
-    i = step;
-    i_prev = step_prev;
-    fill_noise(step, o);
+    for (const std::string& name : s->io.outputs) {
+      OrtValue* v = nullptr;
+      SPRITEGEN_TRY(output(name, p, &v));
+      owned.emplace_back(v);
+      outputs[p].push_back(v);
+    }
+  }
+  // 2. one Run per step; only i, i_to, i_last and z change in place between them
+  for (const Step& step : steps) {
+    i = step.i;
+    i_to = step.to;
+    i_last = step.last;
+    if (step.noisy) fill_noise(step.i);  // else z stays zero: the graph ignores it
     SPRITEGEN_TRY(check(ort()->Run(s->session.get(), nullptr, s->names.data(), inputs[cur].data(), s->names.size(),
-                                   &output, 1, &outputs[cur]),
+                                   output_names.data(), output_names.size(), outputs[cur].data()),
                         "ONNX Runtime failed running " + s->io.file));
     cur = 1 - cur;
   }
@@ -168,7 +181,7 @@ Status Sampler::Impl::run_loop() {
   OrtValue* result = nullptr;
   SPRITEGEN_TRY(view(x[1], image_shape, &result));
   owned.emplace_back(result);
-  const char* output = s->io.output.c_str();
+  const char* output = s->io.outputs[0].c_str();
   SPRITEGEN_TRY(check(ort()->Run(s->session.get(), nullptr, s->names.data(), inputs.data(), inputs.size(), &output,
                                  1, &result),
                       "ONNX Runtime failed running " + s->io.file));

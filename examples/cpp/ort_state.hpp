@@ -29,6 +29,13 @@ using OrtPtr = std::unique_ptr<T, OrtRelease>;
 Status check(OrtStatus* status, const std::string& what);  // null -> ok; else runtime + ORT's first line
 }  // namespace detail
 
+// One network call of a step graph: from index i to `to` (DDIM's i_prev, the solver's i_next;
+// DDPM: i - 1), `last` the solver's i_last, `noisy` whether it draws stream i's noise into z.
+struct Step {
+  int64_t i = 0, to = 0, last = 0;
+  bool noisy = false;
+};
+
 // The state of one Sampler: sessions, reused buffers, and this call's noise source.
 struct Sampler::Impl {
   struct Session {
@@ -50,8 +57,8 @@ struct Sampler::Impl {
 
   // Buffers reused across steps and calls (reallocated only when the batch changes).
   std::vector<int64_t> image_shape, context_shape;  // [B, C, H, W], [GB, K]
-  std::vector<float> x[2], c, z;                    // ping-pong state, context rows, step noise
-  int64_t i = 0, i_prev = 0;
+  std::vector<float> x[2], m[2], c, z;  // ping-pong state and x0 predictions (solver), context, noise
+  int64_t i = 0, i_to = 0, i_last = 0;
   float eta = 0.0f, w = 0.0f;
   int cur = 0;  // x[cur] holds the current state
 
@@ -64,8 +71,9 @@ struct Sampler::Impl {
   Status session(const std::string& key, Session** out);
   Status value(const std::string& input, int parity, OrtValue** out);
   Status view(std::vector<float>& buffer, const std::vector<int64_t>& shape, OrtValue** out);
-  void fill_noise(int64_t step, const Options& o);
-  Status run_steps(const std::string& key, const Options& o, const std::vector<std::pair<int64_t, int64_t>>& steps);
+  Status output(const std::string& name, int parity, OrtValue** out);
+  void fill_noise(int64_t stream);
+  Status run_steps(const std::string& key, const std::vector<Step>& steps);
   Status run_loop();
 };
 

@@ -124,21 +124,70 @@ namespace {
 // DDIM's n: the request's, else the export's default (Options::steps == 0).
 int ddim_steps(const Manifest& m, const Options& o) { return o.steps > 0 ? o.steps : m.ddim_loop_steps; }
 
-std::vector<std::pair<int64_t, int64_t>> pairs_for(const Manifest& m, const Options& o) {
-  std::vector<std::pair<int64_t, int64_t>> steps;
+bool solver(const Options& o) { return o.method == Method::dpmpp || o.method == Method::fast; }
+
+// The eta the graphs run at: the request's, or for `fast` the export's fitted one.
+float run_eta(const Manifest& m, const Options& o) { return o.method == Method::fast ? m.fast.eta : o.eta; }
+
+// The fast sampler's table for the request's n (checked by check_options first).
+const std::vector<int64_t>& fast_indices(const Manifest& m, const Options& o) {
+  return m.fast.indices.at(o.steps > 0 ? o.steps : m.fast.default_n);
+}
+
+// DPM-Solver++'s step indices T = i_0 > ... > i_n = 0 (contract.dpmpp_indices: integer math).
+std::vector<int64_t> dpmpp_indices(int64_t T, int64_t n) {
+  std::vector<int64_t> out;
+  for (int64_t k = 0; k <= n; ++k) out.push_back(T * (n - k) / n);
+  return out;
+}
+
+int dpmpp_steps(const Manifest& m, const Options& o) {
+  return o.steps > 0 ? o.steps : static_cast<int>(std::min<int64_t>(limits::kDpmppDefaultSteps, m.timesteps));
+}
+
+// Every network call of a step-graph run (contract.ddim_pairs, the DDPM chain, solver_triples).
+std::vector<Step> steps_for(const Manifest& m, const Options& o) {
+  std::vector<Step> steps;
   if (o.method == Method::ddpm) {
-    for (int64_t i = m.timesteps; i > 0; --i) steps.emplace_back(i, i - 1);
+    for (int64_t i = m.timesteps; i > 0; --i) steps.push_back({i, i - 1, i, i > 1});
+    return steps;
+  }
+  if (solver(o)) {  // (i, i_next, i_last): i_last = i on the first step (first order)
+    const std::vector<int64_t> indices =
+        o.method == Method::fast ? fast_indices(m, o) : dpmpp_indices(m.timesteps, dpmpp_steps(m, o));
+    const bool stochastic = run_eta(m, o) > 0.0f;
+    for (size_t k = 0; k + 1 < indices.size(); ++k)
+      steps.push_back({indices[k], indices[k + 1], indices[k ? k - 1 : 0], stochastic && indices[k + 1] > 0});
     return steps;
   }
   const int s = m.timesteps / ddim_steps(m, o);  // the export contract's ddim_pairs, last step clamped to 0
-  for (int i = m.timesteps; i > 0; i -= s) steps.emplace_back(i, std::max(i - s, 0));
+  for (int i = m.timesteps; i > 0; i -= s) steps.push_back({i, std::max(i - s, 0), i, o.eta > 0.0f});
   return steps;
+}
+
+// The fast sampler's own checks (runtime Sampler.check_fast): a fit, an n it has a table for, no eta.
+Status check_fast(const Manifest& m, const Options& o) {
+  if (m.fast.indices.empty())
+    return bad_export("this export has no fitted few-step sampler (no \"" + std::string(limits::kFastKey) +
+                      "\" section in manifest.json); re-export with spritegen-export --fit, or use the dpmpp sampler");
+  std::string allowed;
+  for (const auto& entry : m.fast.indices) allowed += (allowed.empty() ? "" : ", ") + std::to_string(entry.first);
+  if (o.steps != 0 && !m.fast.indices.count(o.steps))
+    return invalid("the fast sampler of this export is fitted for n in " + allowed + " network calls, got " +
+                   std::to_string(o.steps) + "; use one of those, or the dpmpp sampler for any n");
+  if (o.eta != 0.0f)
+    return invalid("the fast sampler runs at the export's fitted eta (" + number(m.fast.eta) +
+                   "); leave eta out, or use the dpmpp sampler to choose one");
+  return {};
 }
 
 Status check_options(const Manifest& m, const Options& o) {
   const int n = ddim_steps(m, o);
   if (o.method == Method::ddim && (o.steps < 0 || n < 1 || n > m.timesteps))
     return invalid("DDIM needs 1 <= n <= " + std::to_string(m.timesteps) + ", got " + std::to_string(o.steps));
+  if (o.method == Method::dpmpp && (o.steps < 0 || o.steps > m.timesteps))
+    return invalid("DPM-Solver++ needs 1 <= n <= " + std::to_string(m.timesteps) + ", got " + std::to_string(o.steps));
+  if (o.method == Method::fast) SPRITEGEN_TRY(check_fast(m, o));
   if (!(o.eta >= 0.0f && o.eta <= 1.0f)) return invalid("eta must be a number in 0..1");
   if (!(o.guidance >= 0.0f && o.guidance <= limits::kMaxGuidance))
     return invalid("guidance must be a finite number in 0.." + number(limits::kMaxGuidance) + " (beyond it float32 "
@@ -160,6 +209,7 @@ Status check_context(const Manifest& m, const Tensor& context) {
 
 std::string graph_for(const Manifest& m, const Options& o) {
   if (o.method == Method::ddpm) return "ddpm_step";
+  if (solver(o)) return "solver_step";
   const bool loop_fits = ddim_steps(m, o) == m.ddim_loop_steps && o.eta == 0.0f && m.graphs.count("ddim_loop");
   return o.use_loop && loop_fits ? "ddim_loop" : "ddim_step";
 }
@@ -179,6 +229,12 @@ Status Sampler::context_row(const std::vector<std::pair<std::string, float>>& we
                      ", got " + number(weight));
     (*row)[it - names.begin()] += weight;
   }
+  return {};
+}
+
+Status Sampler::calls(const Options& options, int* out) const {
+  SPRITEGEN_TRY(check_options(manifest_, options));
+  *out = static_cast<int>(steps_for(manifest_, options).size());
   return {};
 }
 
@@ -233,14 +289,16 @@ Status Sampler::generate(const Tensor& context, const Tensor& noise, const Tenso
   if (context.shape.empty() || context.shape[0] != image[0])
     return invalid("context must be [" + std::to_string(image[0]) + ", " + std::to_string(m.n_cfeat) + "], got " +
                    context.shape_str());
-  const bool noisy = options.method == Method::ddpm || options.eta > 0.0f;
+  SPRITEGEN_TRY(check_options(m, options));  // (fast's eta comes from the export: checked first)
+  const bool noisy = options.method == Method::ddpm || run_eta(m, options) > 0.0f;
   if (step_noise) {
     std::vector<int64_t> want{m.timesteps};
     want.insert(want.end(), image.begin(), image.end());
     if (step_noise->shape != want || step_noise->data.size() != step_noise->numel())
       return invalid("step noise must be " + shape_string(want) + ", got " + step_noise->shape_str());
   } else if (noisy) {
-    return invalid("DDPM and DDIM with eta > 0 add noise at every step: pass step_noise [T, B, C, H, W], or a seed");
+    return invalid("DDPM, and DDIM or DPM-Solver++ at eta > 0 (fast: the export's eta is " + number(run_eta(m, options)) +
+                   "), add noise at every step: pass step_noise [T, B, C, H, W], or a seed");
   }
   impl_->step_noise = step_noise;
   impl_->row_seeds = nullptr;
@@ -255,6 +313,7 @@ Status Sampler::run(const Tensor& context, const Tensor& noise, const Options& o
   // 1. state buffers: resized only when the batch changes, x_T copied in
   s.image_shape = noise.shape;
   for (auto& x : s.x) x.resize(noise.numel());
+  for (auto& m : s.m) m.assign(solver(options) ? noise.numel() : 0, 0.0f);  // the first step's m: zeros
   s.z.assign(noise.numel(), 0.0f);
   s.cur = 0;
   std::copy(noise.data.begin(), noise.data.end(), s.x[0].begin());
@@ -264,10 +323,10 @@ Status Sampler::run(const Tensor& context, const Tensor& noise, const Options& o
   s.context_shape = {groups * B, K};
   std::copy(context.data.begin(), context.data.end(), s.c.begin());
   s.w = options.guidance;
-  s.eta = options.eta;
+  s.eta = run_eta(manifest_, options);
   // 3. the sampler itself
   const std::string key = graph_for(options);
-  SPRITEGEN_TRY(key == "ddim_loop" ? s.run_loop() : s.run_steps(key, options, pairs_for(manifest_, options)));
+  SPRITEGEN_TRY(key == "ddim_loop" ? s.run_loop() : s.run_steps(key, steps_for(manifest_, options)));
   // 4. final sprites, clipped as the reference samplers return them; never NaN or Inf ones
   if (!all_finite(s.x[s.cur]))
     return invalid("sampling produced NaN or Inf (guidance " + number(options.guidance) + ", largest context weight " +

@@ -1,11 +1,14 @@
 // SpriteGen sampler on ONNX Runtime's C API: the piece a game engine copies.
 //
-// Reads a `spritegen-export` (manifest.json + ddim_step.onnx / ddpm_step.onnx / ddim_loop.onnx)
-// from a directory or from bytes the engine's asset system hands over, and turns a context
-// vector plus a seed into 16x16 sprites: the same sprites, for the same seed, as the Python
-// runtime and the browser module (the noise is spritegen-normal, noise.hpp). The schedule
-// lives inside the step graphs, so this code only walks step indices:
-// DDPM i = T..1; DDIM (i, i_prev) with i = T, T-s, ... > 0, s = T / n, i_prev = max(i - s, 0).
+// Reads a `spritegen-export` (manifest.json + ddim_step.onnx / ddpm_step.onnx / ddim_loop.onnx /
+// solver_step.onnx) from a directory or from bytes the engine's asset system hands over, and
+// turns a context vector plus a seed into 16x16 sprites: the same sprites, for the same seed, as
+// the Python runtime and the browser module (the noise is spritegen-normal, noise.hpp). The
+// schedule lives inside the step graphs, so this code only walks step indices:
+// DDPM i = T..1; DDIM (i, i_prev) with i = T, T-s, ... > 0, s = T / n, i_prev = max(i - s, 0);
+// DPM-Solver++ (dpmpp, fast) over indices T = i_0 > ... > i_n = 0, one call per (i, i_next,
+// i_last) with i_last the step before (i itself on the first), the previous call's x0 fed back
+// as m: dpmpp i_k = floor(T (n - k) / n), fast the manifest's fitted table for n.
 //
 // Nothing throws: every call that can fail returns a spritegen::Status (status.hpp), so it
 // builds and works with -fno-exceptions. It uses ONNX Runtime's C API (its C++ API throws).
@@ -38,13 +41,19 @@ struct Tensor {
 
 std::string shape_string(const std::vector<int64_t>& shape);
 
-enum class Method { ddim, ddpm };
+// ddim, ddpm: the course's samplers. dpmpp: DPM-Solver++ (2M) with n network calls, eta 1 its
+// SDE form. fast: the export's few-step sampler fitted to its checkpoint (the manifest's "fast"
+// section): its solver and eta on the step indices fitted for n calls.
+enum class Method { ddim, ddpm, dpmpp, fast };
 
 struct Options {
   Method method = Method::ddim;
   int steps = 0;          // DDIM steps n, 1..T; 0 = the manifest's ddim_loop_steps, the export's
-                          // default (contract.DDIM_DEFAULT_STEPS without a loop graph); DDPM: all T
-  float eta = 0.0f;       // DDIM stochasticity: 0 = the course's deterministic DDIM
+                          // default (contract.DDIM_DEFAULT_STEPS without a loop graph); DDPM: all T;
+                          // dpmpp: network calls n, 1..T, 0 = contract.DPMPP_DEFAULT_STEPS;
+                          // fast: an n the export was fitted for, 0 = its default_n
+  float eta = 0.0f;       // DDIM / DPM-Solver++ stochasticity: 0 = deterministic; fast: must stay 0
+                          // (it runs at the export's fitted eta)
   float guidance = 0.0f;  // classifier-free guidance weight w in 0..limits::kMaxGuidance:
                           // eps = (1+w) eps(c) - w eps(0)
   bool use_loop = true;   // DDIM: run ddim_loop.onnx (one call) when n and eta allow it
@@ -66,15 +75,23 @@ struct Manifest {
   int n_feat = 0;           // checked against the graphs' metadata only
   int n_cfeat = 0;          // K, context length
   int ddim_loop_steps = 0;  // n baked into ddim_loop.onnx (DDIM's default n)
+  // The manifest's optional "fast" section (the fitted few-step sampler), checked as the Python
+  // runtime checks it (runtime/manifest_fields.py fast_sampler); `indices` empty: none.
+  struct Fast {
+    std::string solver;  // "dpmpp", the one solver there is
+    float eta = 0.0f;    // 0..1
+    int default_n = 0;   // has a table in `indices`
+    std::map<int, std::vector<int64_t>> indices;  // n -> [T, ..., 0], n + 1 strictly falling indices
+  } fast;
   std::string checkpoint_sha256;  // provenance.checkpoint_sha256 (or .sha256); empty: not recorded
   std::vector<std::string> class_names;  // in context-vector order
   struct Graph {
     std::string file;
     std::string sha256;               // from the manifest's "files"; checked before loading
-    std::vector<std::string> inputs;  // in the graph's order
-    std::string output;
+    std::vector<std::string> inputs;   // in the graph's order
+    std::vector<std::string> outputs;  // in the graph's order (solver_step: x_next, x0)
   };
-  // The graphs the manifest lists, by key ("ddim_step", "ddpm_step", "ddim_loop"; the table of
+  // The graphs the manifest lists, by key ("ddim_step", "ddpm_step", "ddim_loop", "solver_step"; the table of
   // known graphs is in manifest.cpp). An export may omit some; a run needing one is refused.
   std::map<std::string, Graph> graphs;
 
@@ -84,7 +101,8 @@ struct Manifest {
 };
 
 // Which graph a run with these options uses: "ddim_loop" (DDIM at the manifest's
-// ddim_loop_steps, eta 0, use_loop), "ddim_step" or "ddpm_step". A caller that opens an
+// ddim_loop_steps, eta 0, use_loop), "ddim_step", "ddpm_step" or "solver_step" (dpmpp and
+// fast: a game using only those loads just solver_step.onnx). A caller that opens an
 // export from memory hands over only this graph's file.
 std::string graph_for(const Manifest& manifest, const Options& options);
 
@@ -120,7 +138,8 @@ class Sampler {
   Status generate(const Tensor& context, const std::vector<uint64_t>& seeds, const Options& options,
                   Tensor* sprites);
   // Injected noise: x_T [B, C, H, W], and step_noise [T, B, C, H, W] (step_noise[i-1] is the
-  // noise of the step starting at i) when the sampler adds noise (DDPM, DDIM with eta > 0).
+  // noise of the step starting at i) when the sampler adds noise (DDPM; DDIM, dpmpp with eta > 0;
+  // fast when the export's eta is > 0).
   Status generate(const Tensor& context, const Tensor& noise, const Tensor* step_noise, const Options& options,
                   Tensor* sprites);
 
@@ -130,6 +149,9 @@ class Sampler {
   const Manifest& manifest() const { return manifest_; }
   // Which graph generate() runs for these options (the free graph_for on this manifest).
   std::string graph_for(const Options& options) const { return spritegen::graph_for(manifest_, options); }
+  // The network calls (steps) generate() makes with these options, after checking them
+  // (ddim_loop: its n steps, run inside one graph call).
+  Status calls(const Options& options, int* out) const;
 
  private:
   struct Impl;
