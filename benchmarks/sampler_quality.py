@@ -131,25 +131,29 @@ def measure_points(sampler: Sampler, model, points: list[Point], args: argparse.
     per_class = args.n_sprites // len(classes)
     labels = [name for name in classes for _ in range(per_class)]
     target = np.repeat(np.arange(len(classes)), per_class)
-    rows = []
-    for point in points:
+    rows = {}
+    for point in sorted(points, key=_cost):  # cheapest first: --max-minutes cuts the expensive tail
         row = {"label": point.label, "method": point.method, "kwargs": point.kwargs, "note": point.note,
                "calls": point.calls, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if not hasattr(sampler, point.method):
-            rows.append({**row, "status": "skipped", "reason": f"the runtime has no Sampler.{point.method} (yet)"})
+            rows[point.label] = {**row, "status": "skipped", "reason": f"the runtime has no Sampler.{point.method} (yet)"}
             log(f"{point.label}: skipped (no Sampler.{point.method})")
             continue
         if time.perf_counter() > deadline:
-            rows.append({**row, "status": "skipped", "reason": f"--max-minutes {args.max_minutes:g} spent"})
+            rows[point.label] = {**row, "status": "skipped", "reason": f"--max-minutes {args.max_minutes:g} spent"}
             continue
         start = time.perf_counter()
         sprites = draw(sampler, point, labels, args.seed, args.batch)
         seconds = time.perf_counter() - start
         row.update(status="ok", calls=resolve_calls(sampler, point), seconds=round(seconds, 1),
                    **score(model, sprites, target, real, classes))
-        rows.append(row)
+        rows[point.label] = row
         log(f"{point.label}: accuracy {row['accuracy']:.3f}, sprite-FID {row['fid']:.1f} ({seconds:.0f} s)")
-    return rows
+    return [rows[p.label] for p in points]  # table order
+
+
+def _cost(point: Point) -> float:
+    return point.calls if point.calls is not None else float("inf")
 
 
 def real_floor(model, n: int) -> tuple[Gaussian, dict]:
@@ -191,11 +195,14 @@ def run(args: argparse.Namespace) -> dict:
 
 def merge(record: dict, previous: dict | None) -> dict:
     """With --only: the new rows replace theirs in `previous` (same settings and judge), the
-    others are kept; the Pareto front is recomputed over all ok rows."""
+    others are kept, and so is a measured row where the new one was skipped; the Pareto
+    front is recomputed over all ok rows."""
     same = ("settings", "n_sprites"), ("settings", "seed"), ("judge", "cache_file"), ("checkpoint_sha256",)
     if previous and all(_get(previous, keys) == _get(record, keys) for keys in same):
         fresh = {row["label"]: row for row in record["points"]}
-        kept = [fresh.pop(row["label"], row) for row in previous["points"]]
+        kept = [row if row["status"] == "ok" and fresh.get(row["label"], row)["status"] != "ok"
+                else fresh.get(row["label"], row) for row in previous["points"]]
+        fresh = {label: row for label, row in fresh.items() if label not in {r["label"] for r in kept}}
         record = {**record, "points": kept + list(fresh.values()), "merged_into": previous["started"]}
     ok = [(r["label"], r["calls"], r["fid"]) for r in record["points"] if r["status"] == "ok" and r["calls"]]
     return {**record, "pareto_front": pareto_front(ok)}

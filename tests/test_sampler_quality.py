@@ -160,3 +160,19 @@ def test_render_pastes_the_table_between_the_doc_markers(quick: Path, tmp_path: 
     assert "old table" not in text and text.startswith("# Before\n") and text.endswith("\nafter\n")
     assert "| `ddim-25` | ddim |" in text and text.count(DOC_MARKERS[0]) == 1
     assert (tmp_path / "sampler_quality.md").read_text() in text
+
+
+def test_merge_replaces_rerun_rows_keeps_the_rest_and_never_drops_a_measurement() -> None:
+    from benchmarks.sampler_quality import merge
+
+    def record(started: str, *rows: tuple[str, str, float]) -> dict:
+        return {"started": started, "settings": {"n_sprites": 500, "seed": 0}, "judge": {"cache_file": "j"},
+                "checkpoint_sha256": "c", "points": [{"label": label, "status": status, "calls": 5, "fid": fid}
+                                                     for label, status, fid in rows]}
+
+    previous = record("old", ("a", "ok", 10.0), ("b", "ok", 20.0), ("c", "ok", 30.0))
+    merged = merge(record("new", ("b", "ok", 5.0), ("c", "skipped", 0.0), ("d", "ok", 1.0)), previous)
+    assert [(r["label"], r["fid"]) for r in merged["points"]] == [("a", 10.0), ("b", 5.0), ("c", 30.0), ("d", 1.0)]
+    assert merged["pareto_front"] == ["d"] and merged["merged_into"] == "old"
+    other_seed = {**previous, "settings": {"n_sprites": 500, "seed": 1}}
+    assert [r["label"] for r in merge(record("new", ("b", "ok", 5.0)), other_seed)["points"]] == ["b"]
