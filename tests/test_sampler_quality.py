@@ -176,3 +176,18 @@ def test_merge_replaces_rerun_rows_keeps_the_rest_and_never_drops_a_measurement(
     assert merged["pareto_front"] == ["d"] and merged["merged_into"] == "old"
     other_seed = {**previous, "settings": {"n_sprites": 500, "seed": 1}}
     assert [r["label"] for r in merge(record("new", ("b", "ok", 5.0)), other_seed)["points"]] == ["b"]
+
+
+def test_judge_features_are_the_layer_before_the_head() -> None:
+    import torch
+
+    from benchmarks.quality_classifier import SpriteClassifier
+
+    torch.manual_seed(0)
+    model = SpriteClassifier(hidden=128).eval()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        features = model.embed(x)
+        assert features.shape == (4, 128) and torch.equal(model(x), model.head(features))
+    # without a hidden layer the judge of benchmarks.quality keeps its parameters (and cached weights' keys)
+    assert not any(key.startswith("hidden") for key in SpriteClassifier().state_dict())
