@@ -29,6 +29,10 @@ def _latency(row: dict) -> str:
     return f"{t['median_ms']:.1f} ({t['p90_ms']:.1f})" if t else "-"
 
 
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.1f}" if floor > 0 else "-"
+
+
 def markdown(record: dict) -> str:
     s, c, floor = record["settings"], record["conditions"], record["real_vs_real"]
     m, j = c["machine"], record["judge"]
@@ -40,15 +44,16 @@ def markdown(record: dict) -> str:
         f"sprites per point (balanced over the classes, sprite i from seed {s['seed']} + i at every point), "
         f"guidance {s['guidance']:g}, drawn at batch {s['batch']}. Judge: held-out accuracy "
         f"{j['held_out_accuracy']:.4f}; real vs real sprite-FID (the floor) **{floor['fid']:.1f}**, the judge's "
-        f"accuracy on real sprites {floor['judge_accuracy']:.3f}. Latency: one sprite at batch 1, median (p90) "
+        f"accuracy on real sprites {floor['judge_accuracy']:.3f}; \"x floor\": sprite-FID / the floor, a figure "
+        f"less tied to one judge's feature scale. Latency: one sprite at batch 1, median (p90) "
         f"over {s['rounds']} interleaved rounds x {s['reps']}, ONNX Runtime {c['onnxruntime']} "
         f"({c['provider']}, impl {c['impl']}, {c['ort_threads'] or m.get('usable_cores')} intra-op threads, spin "
         f"{'on' if c['spin'] else 'off'}), {m['cpu_model']}, "
         f"{m.get('usable_cores', m['logical_cores'])} usable cores; load average (1 min) {load}.",
         "",
-        "| point | sampler | arguments | network calls | class accuracy | sprite-FID | batch-1 ms, median (p90) "
-        "| Pareto |",
-        "|---|---|---|---|---|---|---|---|",
+        "| point | sampler | arguments | network calls | class accuracy | sprite-FID | x floor "
+        "| batch-1 ms, median (p90) | Pareto |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     skipped = []
     for row in record["points"]:
@@ -56,7 +61,7 @@ def markdown(record: dict) -> str:
             skipped.append(f"- `{row['label']}`: {row['reason']}")
             continue
         lines.append(f"| `{row['label']}` | {row['method']} | {_kwargs(row['kwargs'])} | {row['calls'] or '?'} | "
-                     f"{row['accuracy']:.3f} | {row['fid']:.1f} | {_latency(row)} | "
+                     f"{row['accuracy']:.3f} | {row['fid']:.1f} | {_ratio(row['fid'], floor['fid'])} | {_latency(row)} | "
                      f"{'yes' if row['label'] in front else ''} |")
     if skipped:
         lines += ["", "Not measured:", *skipped]
