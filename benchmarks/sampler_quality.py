@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.fid import Gaussian, frechet_distance
 from benchmarks.sampler_judge import JUDGE_TARGET, REAL_SEEDS, JudgeSettings, judge, load_judge
-from benchmarks.sampler_points import QUICK, Point, pareto_front, select
+from benchmarks.sampler_points import POINTS, QUICK, Point, pareto_front, select
 from benchmarks.timing import measure, merge_rounds
 from spritegen.runtime import Sampler
 from spritegen.training.sprites import make_sprites
@@ -134,7 +134,7 @@ def measure_points(sampler: Sampler, model, points: list[Point], args: argparse.
     rows = {}
     for point in sorted(points, key=_cost):  # cheapest first: --max-minutes cuts the expensive tail
         row = {"label": point.label, "method": point.method, "kwargs": point.kwargs, "note": point.note,
-               "calls": point.calls, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+               "calls": point.calls, "run": args.started, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if not hasattr(sampler, point.method):
             rows[point.label] = {**row, "status": "skipped", "reason": f"the runtime has no Sampler.{point.method} (yet)"}
             log(f"{point.label}: skipped (no Sampler.{point.method})")
@@ -167,6 +167,7 @@ def real_floor(model, n: int) -> tuple[Gaussian, dict]:
 
 def run(args: argparse.Namespace) -> dict:
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
+    args.started = started
     load_before = os.getloadavg()
     points = select(args.only or (QUICK if args.quick else None))
     export_dir = args.export_dir or str(_default_export())
@@ -198,14 +199,25 @@ def merge(record: dict, previous: dict | None) -> dict:
     others are kept, and so is a measured row where the new one was skipped; the Pareto
     front is recomputed over all ok rows."""
     same = ("settings", "n_sprites"), ("settings", "seed"), ("judge", "cache_file"), ("checkpoint_sha256",)
+    runs = [_run_summary(record)]
     if previous and all(_get(previous, keys) == _get(record, keys) for keys in same):
-        fresh = {row["label"]: row for row in record["points"]}
-        kept = [row if row["status"] == "ok" and fresh.get(row["label"], row)["status"] != "ok"
-                else fresh.get(row["label"], row) for row in previous["points"]]
-        fresh = {label: row for label, row in fresh.items() if label not in {r["label"] for r in kept}}
-        record = {**record, "points": kept + list(fresh.values()), "merged_into": previous["started"]}
+        old = {row["label"]: {"run": previous["started"], **row} for row in previous["points"]}
+        for row in record["points"]:
+            if row["status"] == "ok" or row["label"] not in old or old[row["label"]]["status"] != "ok":
+                old[row["label"]] = row
+        order = {p.label: k for k, p in enumerate(POINTS)}
+        points = sorted(old.values(), key=lambda row: order.get(row["label"], len(order)))
+        runs = previous.get("runs", [_run_summary(previous)]) + runs
+        record = {**record, "points": points}
+    record = {**record, "runs": runs}
     ok = [(r["label"], r["calls"], r["fid"]) for r in record["points"] if r["status"] == "ok" and r["calls"]]
     return {**record, "pareto_front": pareto_front(ok)}
+
+
+def _run_summary(record: dict) -> dict:
+    """One run's date, duration, rows and conditions, kept in `runs` when rows are merged."""
+    return {"started": record["started"], "seconds": record.get("seconds"), "conditions": record.get("conditions"),
+            "settings": record.get("settings"), "labels": [row["label"] for row in record["points"]]}
 
 
 def _get(record: dict, keys: tuple[str, ...]) -> object:

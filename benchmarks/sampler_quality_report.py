@@ -29,6 +29,13 @@ def _latency(row: dict) -> str:
     return f"{t['median_ms']:.1f} ({t['p90_ms']:.1f})" if t else "-"
 
 
+def _run_line(run: dict) -> str:
+    c = run.get("conditions") or {}
+    load = "/".join(f"{c[k][0]:.1f}" for k in ("load_average_before", "load_average_before_latency",
+                                               "load_average_after") if k in c)
+    return f"{run['started'][:16]} measured {', '.join(run['labels'])} (load average {load})"
+
+
 def _ratio(value: float, floor: float) -> str:
     return f"{value / floor:.1f}" if floor > 0 else "-"
 
@@ -55,6 +62,10 @@ def markdown(record: dict) -> str:
         "| batch-1 ms, median (p90) | Pareto |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    runs = record.get("runs", [])
+    if len(runs) > 1:  # rows merged from --only runs: each run's own conditions
+        lines[1:1] = ["", f"Rows from {len(runs)} runs (`--only`; the paragraph above is the latest's; latency "
+                      "interleaved within a run only): " + "; ".join(_run_line(run) for run in runs) + "."]
     skipped = []
     for row in record["points"]:
         if row["status"] != "ok":

@@ -170,12 +170,14 @@ def test_merge_replaces_rerun_rows_keeps_the_rest_and_never_drops_a_measurement(
                 "checkpoint_sha256": "c", "points": [{"label": label, "status": status, "calls": 5, "fid": fid}
                                                      for label, status, fid in rows]}
 
-    previous = record("old", ("a", "ok", 10.0), ("b", "ok", 20.0), ("c", "ok", 30.0))
-    merged = merge(record("new", ("b", "ok", 5.0), ("c", "skipped", 0.0), ("d", "ok", 1.0)), previous)
-    assert [(r["label"], r["fid"]) for r in merged["points"]] == [("a", 10.0), ("b", 5.0), ("c", 30.0), ("d", 1.0)]
-    assert merged["pareto_front"] == ["d"] and merged["merged_into"] == "old"
+    previous = record("old", ("ddim-5", "ok", 10.0), ("ddim-8", "ok", 20.0), ("ddim-10", "ok", 30.0))
+    merged = merge(record("new", ("ddim-8", "ok", 5.0), ("ddim-10", "skipped", 0.0), ("ddim-4", "ok", 1.0)), previous)
+    assert [(r["label"], r["fid"]) for r in merged["points"]] == [("ddim-4", 1.0), ("ddim-5", 10.0), ("ddim-8", 5.0),
+                                                                  ("ddim-10", 30.0)]  # table order
+    assert merged["pareto_front"] == ["ddim-4"] and [r["started"] for r in merged["runs"]] == ["old", "new"]
+    assert merged["points"][1]["run"] == "old"
     other_seed = {**previous, "settings": {"n_sprites": 500, "seed": 1}}
-    assert [r["label"] for r in merge(record("new", ("b", "ok", 5.0)), other_seed)["points"]] == ["b"]
+    assert [r["label"] for r in merge(record("new", ("ddim-8", "ok", 5.0)), other_seed)["points"]] == ["ddim-8"]
 
 
 def test_judge_features_are_the_layer_before_the_head() -> None:
