@@ -36,6 +36,12 @@ def _run_line(run: dict) -> str:
     return f"{run['started'][:16]} measured {', '.join(run['labels'])} (load average {load})"
 
 
+def _judge_warning(record: dict) -> str:
+    target = record.get("judge_target", 0.0)
+    return f" (**below the {target:g} a judge needs: the figures below are not to be trusted**)" \
+        if record["judge"]["held_out_accuracy"] < target else ""
+
+
 def _ratio(value: float, floor: float) -> str:
     return f"{value / floor:.1f}" if floor > 0 else "-"
 
@@ -50,7 +56,7 @@ def markdown(record: dict) -> str:
         f"Sprite quality against network calls ({record['mode']} run, {record['started'][:16]}): {s['n_sprites']} "
         f"sprites per point (balanced over the classes, sprite i from seed {s['seed']} + i at every point), "
         f"guidance {s['guidance']:g}, drawn at batch {s['batch']}. Judge: held-out accuracy "
-        f"{j['held_out_accuracy']:.4f}; real vs real sprite-FID (the floor) **{floor['fid']:.1f}**, the judge's "
+        f"{j['held_out_accuracy']:.4f}{_judge_warning(record)}; real vs real sprite-FID (the floor) **{floor['fid']:.1f}**, the judge's "
         f"accuracy on real sprites {floor['judge_accuracy']:.3f}; \"x floor\": sprite-FID / the floor, a figure "
         f"less tied to one judge's feature scale. Latency: one sprite at batch 1, median (p90) "
         f"over {s['rounds']} interleaved rounds x {s['reps']}, ONNX Runtime {c['onnxruntime']} "
