@@ -4,10 +4,10 @@ The judge is benchmarks.quality_classifier's CNN with a 128-wide hidden layer be
 head: class accuracy comes from its argmax, sprite-FID from that layer's activations
 (`embed`). It trains on make_sprites(seed=TRAIN_SEED) with a fixed seed, and is checked on
 TEST_SEED sprites; the real sprites FID compares against come from REAL_SEEDS, which
-neither its training nor its check draws from. Training takes ~15-40 s on 2 shared cores,
-so the weights are cached in spritegen's cache directory (outside the repository) under
-a key of everything that decides them: the training settings, the classifier's source
-and torch's version. Any change there trains a new judge; --retrain-judge forces it.
+neither its training nor its check draws from. Training takes ~15 s on 2 quiet cores (160
+s measured at load average 7-13), so the weights are cached in spritegen's cache
+directory (outside the repository) under a key of everything that decides them: the
+training settings, the classifier's source and torch's version. Any change there trains a new judge; --retrain-judge forces it.
 """
 
 from __future__ import annotations

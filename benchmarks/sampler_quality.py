@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.fid import Gaussian, frechet_distance
 from benchmarks.sampler_judge import JUDGE_TARGET, REAL_SEEDS, JudgeSettings, judge, load_judge
-from benchmarks.sampler_points import QUICK, Point, pareto_front, select
+from benchmarks.sampler_points import POINTS, QUICK, Point, pareto_front, select
 from benchmarks.timing import measure, merge_rounds
 from spritegen.runtime import Sampler
 from spritegen.training.sprites import make_sprites
@@ -131,25 +131,29 @@ def measure_points(sampler: Sampler, model, points: list[Point], args: argparse.
     per_class = args.n_sprites // len(classes)
     labels = [name for name in classes for _ in range(per_class)]
     target = np.repeat(np.arange(len(classes)), per_class)
-    rows = []
-    for point in points:
+    rows = {}
+    for point in sorted(points, key=_cost):  # cheapest first: --max-minutes cuts the expensive tail
         row = {"label": point.label, "method": point.method, "kwargs": point.kwargs, "note": point.note,
-               "calls": point.calls, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+               "calls": point.calls, "run": args.started, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if not hasattr(sampler, point.method):
-            rows.append({**row, "status": "skipped", "reason": f"the runtime has no Sampler.{point.method} (yet)"})
+            rows[point.label] = {**row, "status": "skipped", "reason": f"the runtime has no Sampler.{point.method} (yet)"}
             log(f"{point.label}: skipped (no Sampler.{point.method})")
             continue
         if time.perf_counter() > deadline:
-            rows.append({**row, "status": "skipped", "reason": f"--max-minutes {args.max_minutes:g} spent"})
+            rows[point.label] = {**row, "status": "skipped", "reason": f"--max-minutes {args.max_minutes:g} spent"}
             continue
         start = time.perf_counter()
         sprites = draw(sampler, point, labels, args.seed, args.batch)
         seconds = time.perf_counter() - start
         row.update(status="ok", calls=resolve_calls(sampler, point), seconds=round(seconds, 1),
                    **score(model, sprites, target, real, classes))
-        rows.append(row)
+        rows[point.label] = row
         log(f"{point.label}: accuracy {row['accuracy']:.3f}, sprite-FID {row['fid']:.1f} ({seconds:.0f} s)")
-    return rows
+    return [rows[p.label] for p in points]  # table order
+
+
+def _cost(point: Point) -> float:
+    return point.calls if point.calls is not None else float("inf")
 
 
 def real_floor(model, n: int) -> tuple[Gaussian, dict]:
@@ -163,6 +167,7 @@ def real_floor(model, n: int) -> tuple[Gaussian, dict]:
 
 def run(args: argparse.Namespace) -> dict:
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
+    args.started = started
     load_before = os.getloadavg()
     points = select(args.only or (QUICK if args.quick else None))
     export_dir = args.export_dir or str(_default_export())
@@ -191,14 +196,28 @@ def run(args: argparse.Namespace) -> dict:
 
 def merge(record: dict, previous: dict | None) -> dict:
     """With --only: the new rows replace theirs in `previous` (same settings and judge), the
-    others are kept; the Pareto front is recomputed over all ok rows."""
+    others are kept, and so is a measured row where the new one was skipped; the Pareto
+    front is recomputed over all ok rows."""
     same = ("settings", "n_sprites"), ("settings", "seed"), ("judge", "cache_file"), ("checkpoint_sha256",)
+    runs = [_run_summary(record)]
     if previous and all(_get(previous, keys) == _get(record, keys) for keys in same):
-        fresh = {row["label"]: row for row in record["points"]}
-        kept = [fresh.pop(row["label"], row) for row in previous["points"]]
-        record = {**record, "points": kept + list(fresh.values()), "merged_into": previous["started"]}
+        old = {row["label"]: {"run": previous["started"], **row} for row in previous["points"]}
+        for row in record["points"]:
+            if row["status"] == "ok" or row["label"] not in old or old[row["label"]]["status"] != "ok":
+                old[row["label"]] = row
+        order = {p.label: k for k, p in enumerate(POINTS)}
+        points = sorted(old.values(), key=lambda row: order.get(row["label"], len(order)))
+        runs = previous.get("runs", [_run_summary(previous)]) + runs
+        record = {**record, "points": points}
+    record = {**record, "runs": runs}
     ok = [(r["label"], r["calls"], r["fid"]) for r in record["points"] if r["status"] == "ok" and r["calls"]]
     return {**record, "pareto_front": pareto_front(ok)}
+
+
+def _run_summary(record: dict) -> dict:
+    """One run's date, duration, rows and conditions, kept in `runs` when rows are merged."""
+    return {"started": record["started"], "seconds": record.get("seconds"), "conditions": record.get("conditions"),
+            "settings": record.get("settings"), "labels": [row["label"] for row in record["points"]]}
 
 
 def _get(record: dict, keys: tuple[str, ...]) -> object:

@@ -29,6 +29,23 @@ def _latency(row: dict) -> str:
     return f"{t['median_ms']:.1f} ({t['p90_ms']:.1f})" if t else "-"
 
 
+def _run_line(run: dict) -> str:
+    c = run.get("conditions") or {}
+    load = "/".join(f"{c[k][0]:.1f}" for k in ("load_average_before", "load_average_before_latency",
+                                               "load_average_after") if k in c)
+    return f"{run['started'][:16]} measured {', '.join(run['labels'])} (load average {load})"
+
+
+def _judge_warning(record: dict) -> str:
+    target = record.get("judge_target", 0.0)
+    return f" (**below the {target:g} a judge needs: the figures below are not to be trusted**)" \
+        if record["judge"]["held_out_accuracy"] < target else ""
+
+
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.1f}" if floor > 0 else "-"
+
+
 def markdown(record: dict) -> str:
     s, c, floor = record["settings"], record["conditions"], record["real_vs_real"]
     m, j = c["machine"], record["judge"]
@@ -39,24 +56,29 @@ def markdown(record: dict) -> str:
         f"Sprite quality against network calls ({record['mode']} run, {record['started'][:16]}): {s['n_sprites']} "
         f"sprites per point (balanced over the classes, sprite i from seed {s['seed']} + i at every point), "
         f"guidance {s['guidance']:g}, drawn at batch {s['batch']}. Judge: held-out accuracy "
-        f"{j['held_out_accuracy']:.4f}; real vs real sprite-FID (the floor) **{floor['fid']:.1f}**, the judge's "
-        f"accuracy on real sprites {floor['judge_accuracy']:.3f}. Latency: one sprite at batch 1, median (p90) "
+        f"{j['held_out_accuracy']:.4f}{_judge_warning(record)}; real vs real sprite-FID (the floor) **{floor['fid']:.1f}**, the judge's "
+        f"accuracy on real sprites {floor['judge_accuracy']:.3f}; \"x floor\": sprite-FID / the floor, a figure "
+        f"less tied to one judge's feature scale. Latency: one sprite at batch 1, median (p90) "
         f"over {s['rounds']} interleaved rounds x {s['reps']}, ONNX Runtime {c['onnxruntime']} "
         f"({c['provider']}, impl {c['impl']}, {c['ort_threads'] or m.get('usable_cores')} intra-op threads, spin "
         f"{'on' if c['spin'] else 'off'}), {m['cpu_model']}, "
         f"{m.get('usable_cores', m['logical_cores'])} usable cores; load average (1 min) {load}.",
         "",
-        "| point | sampler | arguments | network calls | class accuracy | sprite-FID | batch-1 ms, median (p90) "
-        "| Pareto |",
-        "|---|---|---|---|---|---|---|---|",
+        "| point | sampler | arguments | network calls | class accuracy | sprite-FID | x floor "
+        "| batch-1 ms, median (p90) | Pareto |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    runs = record.get("runs", [])
+    if len(runs) > 1:  # rows merged from --only runs: each run's own conditions
+        lines[1:1] = ["", f"Rows from {len(runs)} runs (`--only`; the paragraph above is the latest's; latency "
+                      "interleaved within a run only): " + "; ".join(_run_line(run) for run in runs) + "."]
     skipped = []
     for row in record["points"]:
         if row["status"] != "ok":
             skipped.append(f"- `{row['label']}`: {row['reason']}")
             continue
         lines.append(f"| `{row['label']}` | {row['method']} | {_kwargs(row['kwargs'])} | {row['calls'] or '?'} | "
-                     f"{row['accuracy']:.3f} | {row['fid']:.1f} | {_latency(row)} | "
+                     f"{row['accuracy']:.3f} | {row['fid']:.1f} | {_ratio(row['fid'], floor['fid'])} | {_latency(row)} | "
                      f"{'yes' if row['label'] in front else ''} |")
     if skipped:
         lines += ["", "Not measured:", *skipped]

@@ -160,3 +160,36 @@ def test_render_pastes_the_table_between_the_doc_markers(quick: Path, tmp_path: 
     assert "old table" not in text and text.startswith("# Before\n") and text.endswith("\nafter\n")
     assert "| `ddim-25` | ddim |" in text and text.count(DOC_MARKERS[0]) == 1
     assert (tmp_path / "sampler_quality.md").read_text() in text
+
+
+def test_merge_replaces_rerun_rows_keeps_the_rest_and_never_drops_a_measurement() -> None:
+    from benchmarks.sampler_quality import merge
+
+    def record(started: str, *rows: tuple[str, str, float]) -> dict:
+        return {"started": started, "settings": {"n_sprites": 500, "seed": 0}, "judge": {"cache_file": "j"},
+                "checkpoint_sha256": "c", "points": [{"label": label, "status": status, "calls": 5, "fid": fid}
+                                                     for label, status, fid in rows]}
+
+    previous = record("old", ("ddim-5", "ok", 10.0), ("ddim-8", "ok", 20.0), ("ddim-10", "ok", 30.0))
+    merged = merge(record("new", ("ddim-8", "ok", 5.0), ("ddim-10", "skipped", 0.0), ("ddim-4", "ok", 1.0)), previous)
+    assert [(r["label"], r["fid"]) for r in merged["points"]] == [("ddim-4", 1.0), ("ddim-5", 10.0), ("ddim-8", 5.0),
+                                                                  ("ddim-10", 30.0)]  # table order
+    assert merged["pareto_front"] == ["ddim-4"] and [r["started"] for r in merged["runs"]] == ["old", "new"]
+    assert merged["points"][1]["run"] == "old"
+    other_seed = {**previous, "settings": {"n_sprites": 500, "seed": 1}}
+    assert [r["label"] for r in merge(record("new", ("ddim-8", "ok", 5.0)), other_seed)["points"]] == ["ddim-8"]
+
+
+def test_judge_features_are_the_layer_before_the_head() -> None:
+    import torch
+
+    from benchmarks.quality_classifier import SpriteClassifier
+
+    torch.manual_seed(0)
+    model = SpriteClassifier(hidden=128).eval()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        features = model.embed(x)
+        assert features.shape == (4, 128) and torch.equal(model(x), model.head(features))
+    # without a hidden layer the judge of benchmarks.quality keeps its parameters (and cached weights' keys)
+    assert not any(key.startswith("hidden") for key in SpriteClassifier().state_dict())
