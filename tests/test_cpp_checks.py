@@ -203,9 +203,9 @@ def test_limits_are_pythons(cpp_binary: Path) -> None:
     proc = subprocess.run([str(cpp_binary), "limits"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     want = {"kMaxBatch": limits.MAX_BATCH, "kThreadsPerCore": limits.THREADS_PER_CORE,
-            "kMaxTimesteps": limits.MAX_TIMESTEPS, "kMaxHeight": limits.MAX_HEIGHT,
-            "kMaxChannels": limits.MAX_CHANNELS, "kMaxClasses": limits.MAX_CLASSES,
-            "kMaxFeatures": limits.MAX_FEATURES, "kMaxClassName": limits.MAX_CLASS_NAME,
+            "kMaxTimesteps": limits.MAX_TIMESTEPS, "kMaxHeight": contract.MODEL_LIMITS["height"][1],
+            "kMaxChannels": contract.MODEL_LIMITS["in_channels"][1], "kMaxClasses": contract.MODEL_LIMITS["n_cfeat"][1],
+            "kMaxFeatures": contract.MODEL_LIMITS["n_feat"][1], "kMaxClassName": limits.MAX_CLASS_NAME,
             "kMaxGraphBytes": limits.MAX_GRAPH_BYTES, "kMaxManifestBytes": limits.MAX_MANIFEST_BYTES,
             "kMaxScale": limits.MAX_SCALE, "kDdimDefaultSteps": contract.DDIM_DEFAULT_STEPS,
             "kDpmppDefaultSteps": contract.DPMPP_DEFAULT_STEPS, "kMaxFastTables": limits.MAX_FAST_TABLES,

@@ -10,10 +10,10 @@ namespace limits {
 constexpr int64_t kMaxBatch = 1024;  // limits.MAX_BATCH: sprites per call
 constexpr int64_t kThreadsPerCore = 4;  // limits.THREADS_PER_CORE: ORT intra-op threads per core
 constexpr int64_t kMaxTimesteps = 10000;  // limits.MAX_TIMESTEPS: manifest schedule.timesteps
-constexpr int64_t kMaxHeight = 256;  // limits.MAX_HEIGHT: manifest height
-constexpr int64_t kMaxChannels = 4;  // limits.MAX_CHANNELS: manifest in_channels
-constexpr int64_t kMaxClasses = 1024;  // limits.MAX_CLASSES: manifest n_cfeat
-constexpr int64_t kMaxFeatures = 4096;  // limits.MAX_FEATURES: manifest n_feat
+constexpr int64_t kMaxHeight = 28;  // contract.MODEL_LIMITS: manifest height
+constexpr int64_t kMaxChannels = 4;  // contract.MODEL_LIMITS: manifest in_channels
+constexpr int64_t kMaxClasses = 1024;  // contract.MODEL_LIMITS: manifest n_cfeat
+constexpr int64_t kMaxFeatures = 512;  // contract.MODEL_LIMITS: manifest n_feat
 constexpr int64_t kMaxClassName = 64;  // limits.MAX_CLASS_NAME: characters of a class name
 constexpr int64_t kMaxGraphBytes = 2147483647;  // limits.MAX_GRAPH_BYTES: one graph file
 constexpr int64_t kMaxManifestBytes = 4194304;  // limits.MAX_MANIFEST_BYTES: manifest.json
