@@ -24,6 +24,12 @@ from tests.test_cpp_checks import edited, refused
 SOLVER = GRAPHS["solver_step"].file
 
 
+@pytest.fixture(scope="session")
+def export_dir(bundled_export: Path) -> Path:
+    """The demo's export, which ships the fitted few-step sampler (conftest's tiny export has none)."""
+    return bundled_export
+
+
 def _fast(m: dict[str, Any]) -> dict[str, Any]:
     return m[FAST_KEY]
 

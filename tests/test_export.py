@@ -30,7 +30,8 @@ from spritegen.export.schedule import make_schedule
 from spritegen.export.validate import torch_threads
 from tests.tolerances import EPS_ATOL, FP16_EPS_ATOL
 
-MODEL_FILES = ("unet.onnx", TORCHSCRIPT_FILE, "ddpm_step.onnx", "ddim_step.onnx", "ddim_loop.onnx", FP16_UNET_FILE)
+MODEL_FILES = ("unet.onnx", TORCHSCRIPT_FILE, "ddpm_step.onnx", "ddim_step.onnx", "solver_step.onnx", "ddim_loop.onnx",
+               FP16_UNET_FILE)
 
 
 @pytest.fixture(scope="module", autouse=True)

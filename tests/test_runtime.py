@@ -170,7 +170,7 @@ def test_load_builds_only_the_default_ddim_graph(export_dir: Path, impl: str) ->
         lazy.ddpm("hero", seed=0)
         assert set(lazy.open_graphs) == ({"unet"} if impl == "unet" else {"ddim_step", "ddpm_step"})
     everything = Sampler.load(export_dir, provider="cpu", impl=impl, open_all=True)
-    assert set(everything.open_graphs) == {"unet", "ddpm_step", "ddim_step", "ddim_loop"}
+    assert set(everything.open_graphs) == {"unet", "ddpm_step", "ddim_step", "solver_step", "ddim_loop"}
 
 
 def test_threads_first_using_an_unopened_graph_get_solo_results(export_dir: Path) -> None:
