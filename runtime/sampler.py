@@ -272,12 +272,7 @@ class Sampler:
         if fast is None:
             raise ExportDirError(f"export {self.manifest.directory} has no fitted few-step sampler; re-export with "
                                  "spritegen-export --fit, or use the dpmpp sampler")
-        n = fast.default_n if n is None else n
-        if isinstance(n, bool) or n not in fast.indices:
-            raise InputError(f"the fast sampler of this export is fitted for n in "
-                             f"{', '.join(map(str, fast.indices))} network calls, got {shown(n)}; use one of those, "
-                             "or the dpmpp sampler for any n")
-        return fast.indices[int(n)], fast.eta
+        return fast.table(n), fast.eta
 
     # ---------------------------------------------------------------- driving
     def _solve(self, context: Context, indices: tuple[int, ...], eta: float, noise: np.ndarray | None,

@@ -20,7 +20,8 @@ from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from spritegen.serving.schema import MODELS
+from spritegen.runtime import load_manifest
+from spritegen.serving.schema import FITTED, MODELS, SAMPLERS
 from spritegen.serving.watchdog import descendants
 
 STARTUP_S = 90.0  # Triton starts in ~3.5 s on a quiet 2-core machine; a busy one is far slower
@@ -43,6 +44,7 @@ class Server:
     grpc: int
     metrics: int
     log: Path
+    fitted: bool = True  # whether its export has a fitted few-step sampler (serves FITTED)
 
     @property
     def url(self) -> str:
@@ -57,9 +59,10 @@ class Server:
             return response.read().decode()
 
     def ready(self) -> bool:
-        """Both models loaded (the server's own readiness comes before PyTriton binds them)."""
+        """Every model it serves loaded (the server's own readiness comes before PyTriton binds
+        them; the fitted sampler's model only where the export has one)."""
         try:
-            for model in MODELS.values():
+            for model in (MODELS[kind] for kind in SAMPLERS if kind != FITTED or self.fitted):
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/models/{model}/ready",
                                             timeout=2) as response:
                     if response.status != 200:
@@ -97,7 +100,7 @@ def running_server(export_dir: Path, log_dir: Path, *options: str) -> Iterator[S
                *options]
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, http, grpc, metrics, log)
+    server = Server(process, http, grpc, metrics, log, fitted=load_manifest(export_dir).fast is not None)
     try:
         deadline = time.monotonic() + STARTUP_S
         while not server.ready():
@@ -158,19 +161,22 @@ def trickling_server(every_s: float = 0.2) -> Iterator[int]:
         listener.close()
 
 
-def published_config(max_batch_size: int = 32) -> dict:
-    """A model config as `spritegen serve` publishes it for the course's model and schedule."""
+def published_config(max_batch_size: int = 32, fast: dict | None = None) -> dict:
+    """A model config as `spritegen serve` publishes it for the course's model and schedule
+    (`fast`: the export's fitted sampler as serving.schema.fast_section writes it, or none)."""
     from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
     from spritegen.serving.schema import published, schema
 
     io = schema(ModelConfig(), ScheduleConfig.timesteps)
-    return {"parameters": {k: {"string_value": v} for k, v in published(io, CLASS_NAMES, max_batch_size).items()}}
+    parameters = published(io, CLASS_NAMES, max_batch_size, fast)
+    return {"parameters": {k: {"string_value": v} for k, v in parameters.items()}}
 
 
 @contextmanager
-def foreign_server(outputs: list[dict]) -> Iterator[int]:
-    """A server on 127.0.0.1 that publishes the course's schema but answers every inference
-    with `outputs` (KServe v2 JSON tensors): a server that does not serve what it says; its port."""
+def foreign_server(outputs: list[dict], fast: dict | None = None) -> Iterator[int]:
+    """A server on 127.0.0.1 that publishes the course's schema (with `fast`, see published_config)
+    but answers every inference with `outputs` (KServe v2 JSON tensors): a server that does not
+    serve what it says; its port."""
     import json
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -184,7 +190,7 @@ def foreign_server(outputs: list[dict]) -> Iterator[int]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            self._send(published_config() if self.path.endswith("/config") else {})
+            self._send(published_config(fast=fast) if self.path.endswith("/config") else {})
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
