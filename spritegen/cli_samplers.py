@@ -34,6 +34,7 @@ def check_run(runtime: Any, sampler: str, *, n: int | None, eta: float | None, r
     if sampler == "dpmpp":
         return len(runtime.check_dpmpp(n=n, eta=eta or 0.0, save_rate=rate)) - 1
     if sampler == "fast":
+        runtime.check_fast(save_rate=rate)  # what is not about --n (no fitted sampler, --gif with --server) first
         try:
             return len(runtime.check_fast(n=n, save_rate=rate)[0]) - 1
         except InputError as exc:  # an n the export was not fitted for: a usage error (exit 2)

@@ -176,7 +176,7 @@ class Client:
 
     def not_served(self, kind: str) -> str:
         """The line refusing sampler `kind` at this service."""
-        why = (": its export has no fitted few-step sampler (spritegen-export --fit fits one); use dpmpp"
+        why = (": its export has no fitted few-step sampler (spritegen-export --fit fits one)"
                if kind == FITTED else "")
         return (f"sampler {shown(kind)} is not served at {self.url}{why}; it serves "
                 f"{', '.join(self.published.samplers)}")

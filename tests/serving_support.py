@@ -7,25 +7,31 @@ stopped by the test that started it (SIGTERM, then SIGKILL after a bound).
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from spritegen.client import Client
 from spritegen.runtime import load_manifest
 from spritegen.serving.schema import FITTED, MODELS, SAMPLERS
 from spritegen.serving.watchdog import descendants
 
 STARTUP_S = 90.0  # Triton starts in ~3.5 s on a quiet 2-core machine; a busy one is far slower
 STOP_S = 30.0
+STARTED_BOUND_S = 300  # a bound on a hang for waits on the server; no test depends on reaching it
 
 
 def free_ports(count: int) -> list[int]:
@@ -208,3 +214,65 @@ def foreign_server(outputs: list[dict], fast: dict | None = None) -> Iterator[in
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------ observing a running server
+def counters(server: Server, model: str = "spritegen_ddim") -> dict[str, float]:
+    """Triton's Prometheus counters for `model`: success, failure (all reasons), executions."""
+    text = server.metrics_text()
+    def total(metric: str) -> float:
+        return sum(float(v) for v in re.findall(rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M))
+    return {"success": total("nv_inference_request_success"), "failure": total("nv_inference_request_failure"),
+            "executions": total("nv_inference_exec_count")}
+
+
+@contextmanager
+def holding(server: Server, kind: str = "ddim") -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """A pool whose first job is a long `kind` request the service reports in flight: requests
+    to that sampler submitted inside queue behind it (its model has one instance). Waits for all on exit."""
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        long = pool.submit(one, server, "hero", 1, kind=kind, n=500, guidance=1.0)  # 1,000 network calls
+        wait_in_flight(server, long, model=f"spritegen_{kind}")
+        yield pool
+        assert not long.done(), "the long request finished before the others were queued"
+        assert long.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
+
+
+def wait_queued(server: Server, count: int, model: str = "spritegen_ddim") -> None:
+    """Until Triton reports `count` requests of `model` queued (pending, not executing)."""
+    deadline = time.monotonic() + STARTED_BOUND_S
+    pattern = rf'^nv_inference_pending_request_count{{model="{model}"[^}}]*}} (\S+)$'
+    while float(re.search(pattern, server.metrics_text(), re.M).group(1)) < count:
+        assert time.monotonic() < deadline, f"{count} requests never queued"
+        time.sleep(0.01)
+
+
+def one(server: Server, context: str, seed: int, kind: str = "ddim", **params):
+    with Client(server.url) as c:  # tritonclient's HTTP client is one per thread
+        return getattr(c, kind)([context], seed=seed, **params)
+
+
+def post(server: Server, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://{server.url}{path}", data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def ours(server: Server) -> dict[str, float]:
+    """The service's own metrics (serving.metrics), series -> value."""
+    with urllib.request.urlopen(f"http://{server.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def wait_in_flight(server: Server, pending: concurrent.futures.Future, model: str = "spritegen_ddim") -> None:
+    """Until the service's /metrics gauge says a request to `model` is being computed."""
+    deadline = time.monotonic() + STARTED_BOUND_S
+    while ours(server).get(f'spritegen_in_flight{{model="{model}"}}', 0) < 1:
+        assert not pending.done(), "the request finished before the service reported it in flight"
+        assert time.monotonic() < deadline, "the service never reported the request in flight"
+        time.sleep(0.005)
