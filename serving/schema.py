@@ -139,9 +139,15 @@ def served(fast: dict[str, Any] | None) -> tuple[str, ...]:
 
 
 def defaults(sampler: str, timesteps: int, fast: dict[str, Any] | None) -> dict[str, float | int]:
-    """What a request to `sampler` gets for the arguments it omits (guidance included)."""
-    n = fast["default_n"] if sampler == FITTED and fast else min(STEP_DEFAULTS.get(sampler, 1), timesteps)
-    return {**{arg: n if arg == "n" else DEFAULTS[arg] for arg in SAMPLER_ARGS[sampler]}, "guidance": DEFAULTS["guidance"]}
+    """What a request to `sampler` gets for the arguments it omits (guidance included); n: the
+    fitted sampler's recommended one, else STEP_DEFAULTS capped at T (as the Sampler resolves None)."""
+    values: dict[str, float | int] = {"guidance": DEFAULTS["guidance"]}
+    for arg in SAMPLER_ARGS[sampler]:
+        if arg == "n":
+            values[arg] = fast["default_n"] if sampler == FITTED and fast else min(STEP_DEFAULTS[sampler], timesteps)
+        else:
+            values[arg] = DEFAULTS[arg]
+    return values
 
 
 def published(io: Schema, class_names: tuple[str, ...], max_batch_size: int,
