@@ -15,7 +15,7 @@ from typing import Any
 
 from spritegen.contract import (FAST_KEY, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig, ScheduleConfig,
                                 check_solver_indices)
-from spritegen.errors import shown
+from spritegen.errors import InputError, shown
 from spritegen.runtime import limits
 
 _HEX = frozenset("0123456789abcdef")
@@ -143,6 +143,16 @@ class FastSampler:
     eta: float
     default_n: int
     indices: dict[int, tuple[int, ...]]  # network calls -> step indices
+
+    def table(self, n: Any) -> tuple[int, ...]:
+        """The step indices for `n` network calls (None: default_n); InputError naming the fitted
+        call counts for any other n (the one wording of the runtime, the service and its client)."""
+        n = self.default_n if n is None else n
+        if isinstance(n, bool) or n not in self.indices:
+            raise InputError(f"the fast sampler of this export is fitted for n in "
+                             f"{', '.join(map(str, self.indices))} network calls, got {shown(n)}; use one of those, "
+                             "or the dpmpp sampler for any n")
+        return self.indices[int(n)]
 
 
 def fast_sampler(data: dict[str, Any], timesteps: int) -> FastSampler | None:

@@ -76,11 +76,7 @@ def fast_run(manifest: Manifest, n: int | None) -> tuple[tuple[int, ...], float]
     if fast is None:
         raise ExportDirError(f"export {manifest.directory} has no fitted few-step sampler; re-export with "
                              "spritegen-export --fit, or use the dpmpp sampler")
-    n = fast.default_n if n is None else n
-    if isinstance(n, bool) or n not in fast.indices:
-        raise InputError(f"the fast sampler of this export is fitted for n in {', '.join(map(str, fast.indices))} "
-                         f"network calls, got {shown(n)}; use one of those, or the dpmpp sampler for any n")
-    return fast.indices[int(n)], fast.eta
+    return fast.table(n), fast.eta
 
 
 def half_log_snr(ab_t: np.ndarray) -> np.ndarray:

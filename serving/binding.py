@@ -24,7 +24,7 @@ from spritegen.errors import SpriteGenError
 from spritegen.runtime import Sampler
 from spritegen.serving import batching, requests
 from spritegen.serving.metrics import METRICS
-from spritegen.serving.schema import MODELS, Schema
+from spritegen.serving.schema import MODELS, Published
 
 LOG = logging.getLogger("spritegen.serving")
 MAX_REASON = 400  # characters of a refusal's line
@@ -40,15 +40,16 @@ class ServiceFailure(Exception):
     __traceback__ = property(lambda self: None, lambda self, value: None)  # type: ignore[assignment]
 
 
-def make_infer(sampler: Sampler, kind: str, schema: Schema, max_batch: int) -> Callable[[Sequence[Mapping]], list]:
-    """The callable PyTriton binds for model `kind` (a name in serving.schema.SAMPLERS)."""
-    names, model = tuple(sampler.class_names), MODELS[kind]
+def make_infer(sampler: Sampler, kind: str, facts: Published, max_batch: int) -> Callable[[Sequence[Mapping]], list]:
+    """The callable PyTriton binds for model `kind` (a name in serving.schema.SAMPLERS); `facts`:
+    what the service publishes."""
+    model = MODELS[kind]
 
     def infer(batch: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         METRICS.started(model, len(batch))
         began, outcomes, rows = time.perf_counter(), {"ok": 0, "refused": 0, "failed": 0}, []
         try:
-            parsed = [_parse(request, kind, schema, names) for request in batch]
+            parsed = [_parse(request, kind, facts, sampler) for request in batch]
             rows = [row for p in parsed if not isinstance(p, str) for row in p]
             outcomes["refused"] = sum(isinstance(p, str) for p in parsed)
             try:
@@ -65,11 +66,11 @@ def make_infer(sampler: Sampler, kind: str, schema: Schema, max_batch: int) -> C
     return infer
 
 
-def _parse(request: Mapping[str, np.ndarray], kind: str, schema: Schema,
-           names: tuple[str, ...]) -> list[requests.Row] | str:
+def _parse(request: Mapping[str, np.ndarray], kind: str, facts: Published,
+           sampler: Sampler) -> list[requests.Row] | str:
     """The request's rows, or its refusal's line."""
     try:
-        return requests.parse(request, kind, schema, names)
+        return requests.parse(request, kind, facts, sampler)
     except SpriteGenError as exc:
         LOG.info("refused: %s", _one_line(exc))
         return _one_line(exc)

@@ -41,11 +41,13 @@ def serve(
                                       "queue (less if its client's timeout is shorter); then it is rejected "
                                       "unrun."),
 ) -> None:
-    """Serve DDIM and DDPM sprites on Triton Inference Server (KServe v2 over HTTP and gRPC)."""
+    """Serve sprites (DDIM, DDPM, DPM-Solver++ and the export's fitted sampler) on Triton Inference Server
+    (KServe v2 over HTTP and gRPC)."""
     from spritegen.cli_options import errors
     from spritegen.cache import default_export
     from spritegen.runtime import Sampler
     from spritegen.serving import server
+    from spritegen.serving.schema import MODELS, fast_section, served
 
     with errors(), server.sigterm_interrupts():
         options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
@@ -61,7 +63,8 @@ def serve(
         except KeyboardInterrupt:
             typer.echo("stopped while starting", err=True)
             return
-        typer.echo(f"serving {', '.join(server.MODELS.values())} from {sampler.manifest.directory} on "
+        models = [MODELS[kind] for kind in served(fast_section(sampler.manifest.fast))]
+        typer.echo(f"serving {', '.join(models)} from {sampler.manifest.directory} on "
                    f"http://{host}:{http_port} (gRPC {host}:{grpc_port}, metrics http://{host}:{metrics_port}"
                    "/metrics); SIGTERM or Ctrl-C stops", err=True)
         server.serve_forever(service)

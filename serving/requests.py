@@ -3,8 +3,10 @@
 A request is a mapping of input name -> array with a leading batch dimension of sprites
 (what PyTriton hands the model). `parse` checks it alone, before it meets any other
 request, so a malformed request is refused with one line and never reaches a batch:
-contexts go through `runtime.context.make_context`, steps, eta, guidance and noise
-through the same checks `Sampler.ddim`/`ddpm` run (one wording everywhere). Triton
+contexts go through `runtime.context.make_context`, the sampler's arguments through the
+served Sampler's own `check_<sampler>` (`check_ddim`, `check_dpmpp`, `check_fast`: the
+runtime's ranges, the export's fitted call counts, one wording everywhere), guidance and
+noise through the checks every Sampler call runs. Triton
 itself has already refused unknown inputs, wrong dtypes, wrong per-row shapes and
 batches above max_batch_size (serving.binding declares them).
 """
@@ -12,25 +14,19 @@ batches above max_batch_size (serving.binding declares them).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from spritegen.errors import InputError
 from spritegen.runtime.context import make_context
 from spritegen.runtime import limits
-from spritegen.runtime.checks import check_array, check_number, check_steps
-from spritegen.serving.schema import DEFAULTS, SAMPLER_ARGS, UNCONDITIONAL, Schema
+from spritegen.runtime.checks import check_array, check_number
+from spritegen.serving.schema import SAMPLER_ARGS, UNCONDITIONAL, Published, Schema
 
 CONTEXT_INPUTS = ("context", "class_name", "class_index")
-
-
-# How each sampler argument (serving.schema.SAMPLER_ARGS) is checked: the Sampler's own checks.
-ARG_CHECKS: dict[str, Callable[[object, int], float | int]] = {
-    "n": lambda value, timesteps: check_steps(value, timesteps),
-    "eta": lambda value, timesteps: check_number(value, "eta", upper=1.0),
-}
 
 
 @dataclass(frozen=True)
@@ -55,12 +51,14 @@ class Row:
     step_noise: np.ndarray | None  # (T, C, H, W), or None: drawn from seed
 
 
-def parse(request: Mapping[str, np.ndarray], sampler: str, schema: Schema,
-          class_names: tuple[str, ...]) -> list[Row]:
-    """The request's rows, or InputError naming what is wrong with it."""
+def parse(request: Mapping[str, np.ndarray], sampler: str, facts: Published, runtime: Any) -> list[Row]:
+    """The request's rows, or InputError naming what is wrong with it. `facts`: what the
+    service publishes (schema, classes, defaults); `runtime`: the served Sampler, whose
+    check_<sampler> checks the arguments (module doc)."""
+    schema = facts.schema
     batch = _batch(request, schema, sampler)
-    contexts = _contexts(request, batch, schema, class_names)
-    params = [_params(request, r, sampler, schema.timesteps) for r in range(batch)]
+    contexts = _contexts(request, batch, schema, facts.class_names)
+    params = [_params(request, r, sampler, facts.defaults[sampler], runtime) for r in range(batch)]
     seeds = _seeds(request, batch)
     noise = _noise(request, "noise", (None, *schema.image))
     step_noise = _noise(request, "step_noise", (None, schema.timesteps, *schema.image))
@@ -124,13 +122,16 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _params(request: Mapping[str, np.ndarray], row: int, sampler: str, timesteps: int) -> Params:
+def _params(request: Mapping[str, np.ndarray], row: int, sampler: str, defaults: Mapping[str, float | int],
+            runtime: Any) -> Params:
     """Row `row`'s sampler parameters, defaults filled in, checked as the Sampler checks them."""
-    def value(name: str) -> object:
-        return request[name][row, 0].item() if name in request else DEFAULTS[name]
+    def value(name: str) -> Any:
+        return request[name][row, 0].item() if name in request else defaults[name]
 
     guidance = check_number(value("guidance"), "guidance", upper=limits.MAX_GUIDANCE)
-    args = tuple((name, ARG_CHECKS[name](value(name), timesteps)) for name in SAMPLER_ARGS[sampler])
+    args = tuple((name, value(name)) for name in SAMPLER_ARGS[sampler])
+    if args:  # ddpm takes none and has no check
+        getattr(runtime, f"check_{sampler}")(**dict(args))
     return Params(sampler, args, guidance, "step_noise" in request)
 
 

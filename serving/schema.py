@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from spritegen.contract import DDIM_DEFAULT_STEPS, GRAPHS, TIMESTEPS_LIMITS, UNCONDITIONAL, ModelConfig
+from spritegen.contract import DDIM_DEFAULT_STEPS, DPMPP_DEFAULT_STEPS, GRAPHS, SAMPLERS as SAMPLER_SPECS
+from spritegen.contract import TIMESTEPS_LIMITS, UNCONDITIONAL, ModelConfig, check_solver_indices
 
 # The served samplers: name -> the per-row arguments its runtime Sampler method takes besides
-# context, seeds, noise and guidance. One row per sampler: its Triton model, its inputs, its
-# batching key (serving.requests.Params) and what the models publish all follow from it.
+# context, seeds, noise and guidance, read from the contract's one sampler table. One row per
+# sampler: its Triton model, its inputs, its batching key (serving.requests.Params) and what
+# the models publish all follow from it.
 SAMPLER_ARGS: dict[str, tuple[str, ...]] = {
-    "ddim": ("n", "eta"),
-    "ddpm": (),
+    spec.name: tuple(arg for arg, takes in (("n", spec.takes_n), ("eta", spec.takes_eta)) if takes)
+    for spec in SAMPLER_SPECS.values()
 }
 SAMPLERS = tuple(SAMPLER_ARGS)
+FITTED = "fast"  # served only when the export has a fitted few-step sampler (its manifest's "fast")
+STEP_DEFAULTS = {"ddim": DDIM_DEFAULT_STEPS, "dpmpp": DPMPP_DEFAULT_STEPS}  # n when a request omits it
 
 
 def model_name(sampler: str) -> str:
@@ -37,7 +42,7 @@ def model_name(sampler: str) -> str:
 
 MODELS = {name: model_name(name) for name in SAMPLERS}
 SEED_DTYPE = np.dtype(np.uint64)  # seeds are 64-bit (the runtime's noise generator keys)
-DEFAULTS = {"n": DDIM_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}  # when a request omits them
+DEFAULTS = {"eta": 0.0, "guidance": 0.0}  # when a request omits them; n: per sampler (defaults())
 
 
 def _graph_dtype(graph: str, tensor: str) -> np.dtype:
@@ -93,13 +98,14 @@ def schema(model: ModelConfig, timesteps: int) -> Schema:
               "(unconditional); give exactly one of context, class_name, class_index"),
         Field("class_name", obj, (1,), f"class name (or '{UNCONDITIONAL}')"),
         Field("class_index", np.dtype(np.int64), (1,), f"class index 0..{k - 1}"),
-        Field("seed", SEED_DTYPE, (1,), "noise seed; the sprite equals Sampler.ddim/ddpm([context], seed=seed) "
+        Field("seed", SEED_DTYPE, (1,), "noise seed; the sprite equals Sampler.<sampler>([context], seed=seed) "
               "in-process; absent: a fresh seed, returned in used_seed"),
         Field("noise", noise_dtype, image, "explicit x_T (standard normal draws) instead of the seed's"),
         Field("step_noise", _graph_dtype("ddim_step", "z"), (timesteps, c, h, w),
-              "explicit noise of every step (index i-1 for the step starting at i): DDPM, or DDIM with eta > 0"),
-        Field("n", np.dtype(np.int64), (1,), f"steps 1..{timesteps} (default {DDIM_DEFAULT_STEPS})",
-              samplers=_taking("n")),
+              "explicit noise of every step (index i-1 for the step starting at i): DDPM, or DDIM, dpmpp "
+              "and fast with eta > 0"),
+        Field("n", np.dtype(np.int64), (1,), f"steps / network calls: 1..{timesteps} (ddim, dpmpp), one the export "
+              "was fitted for (fast); default: the sampler's (published)", samplers=_taking("n")),
         Field("eta", f32, (1,), "stochasticity 0..1 (default 0: deterministic)", samplers=_taking("eta")),
         Field("guidance", f32, (1,), "classifier-free guidance weight >= 0 (default 0: off)"),
     )
@@ -116,12 +122,43 @@ def schema(model: ModelConfig, timesteps: int) -> Schema:
 PUBLISHED = "spritegen"  # the model config parameter holding `published(...)`
 
 
-def published(io: Schema, class_names: tuple[str, ...], max_batch_size: int) -> dict[str, str]:
+def fast_section(fast: Any) -> dict[str, Any] | None:
+    """The export's fitted sampler (runtime.manifest_fields.FastSampler, or None) as published JSON:
+    its solver, eta, default n and step indices per fitted call count (what a client needs to
+    check n and draw a batch's noise as in-process)."""
+    if fast is None:
+        return None
+    return {"solver": fast.solver, "eta": fast.eta, "default_n": fast.default_n,
+            "indices": {str(n): list(table) for n, table in fast.indices.items()}}
+
+
+def served(fast: dict[str, Any] | None) -> tuple[str, ...]:
+    """The samplers a service offers: every one, less FITTED when the export has no fitted sampler."""
+    return tuple(name for name in SAMPLERS if name != FITTED or fast is not None)
+
+
+def defaults(sampler: str, timesteps: int, fast: dict[str, Any] | None) -> dict[str, float | int]:
+    """What a request to `sampler` gets for the arguments it omits (guidance included); n: the
+    fitted sampler's recommended one, else STEP_DEFAULTS capped at T (as the Sampler resolves None)."""
+    values: dict[str, float | int] = {"guidance": DEFAULTS["guidance"]}
+    for arg in SAMPLER_ARGS[sampler]:
+        if arg == "n":
+            values[arg] = fast["default_n"] if sampler == FITTED and fast else min(STEP_DEFAULTS[sampler], timesteps)
+        else:
+            values[arg] = DEFAULTS[arg]
+    return values
+
+
+def published(io: Schema, class_names: tuple[str, ...], max_batch_size: int,
+              fast: dict[str, Any] | None = None) -> dict[str, str]:
     """What a client needs to talk to a served model, as Triton model config `parameters`
-    (strings): the export's classes, image, T, defaults, the samplers and their arguments."""
+    (strings): the export's classes, image, T, the samplers served with their arguments and
+    defaults, the fitted sampler's tables (`fast_section`, or null)."""
+    names = served(fast)
     text = json.dumps({"classes": list(class_names), "image": list(io.image), "timesteps": io.timesteps,
-                       "defaults": DEFAULTS, "samplers": {name: list(args) for name, args in SAMPLER_ARGS.items()},
-                       "max_batch_size": max_batch_size})
+                       "samplers": {name: list(SAMPLER_ARGS[name]) for name in names},
+                       "defaults": {name: defaults(name, io.timesteps, fast) for name in names},
+                       FITTED: fast, "max_batch_size": max_batch_size})
     return {PUBLISHED: text}
 
 
@@ -131,9 +168,15 @@ class Published:
 
     class_names: tuple[str, ...]
     schema: Schema
-    defaults: dict[str, float | int]
+    defaults: dict[str, dict[str, float | int]]  # sampler -> argument -> value
     samplers: dict[str, tuple[str, ...]]
     max_batch_size: int
+    fast: dict[str, Any] | None = None  # fast_section's JSON; None: no fitted sampler served
+
+    def indices(self, sampler: str, n: int) -> tuple[int, ...] | None:
+        """The fitted sampler's step indices for n calls (None: FITTED not served, or not fitted for n)."""
+        table = (self.fast or {}).get("indices", {}).get(str(n)) if sampler == FITTED else None
+        return None if table is None else tuple(table)
 
 
 def read_published(text: str) -> Published:
@@ -147,5 +190,9 @@ def read_published(text: str) -> Published:
         raise ValueError(f"implausible published schema: image {(c, h, w)}, {len(names)} classes, T={timesteps}")
     model.validate()
     samplers = {str(k): tuple(str(a) for a in v) for k, v in dict(data["samplers"]).items()}
-    return Published(class_names=names, schema=schema(model, timesteps), defaults=dict(data["defaults"]),
-                     samplers=samplers, max_batch_size=max_batch)
+    fast = data.get(FITTED)
+    if fast is not None:
+        for table in dict(fast["indices"]).values():
+            check_solver_indices(table, timesteps)  # ValueError for a broken table
+    return Published(class_names=names, schema=schema(model, timesteps), max_batch_size=max_batch, fast=fast,
+                     defaults={str(k): dict(v) for k, v in dict(data["defaults"]).items()}, samplers=samplers)

@@ -35,7 +35,8 @@ from spritegen.serving.binding import make_infer
 from spritegen.serving.gate import Bounds, Gate
 from spritegen.serving.metrics import METRICS
 from spritegen.serving.options import ServeOptions
-from spritegen.serving.schema import MODELS, SAMPLERS, Field, Schema, published, schema
+from spritegen.serving.schema import (MODELS, PUBLISHED, Field, Schema, fast_section, published,
+                                      read_published, schema)
 from spritegen.serving.watchdog import Watchdog, descendants
 
 
@@ -122,7 +123,8 @@ def start(sampler: Sampler, options: ServeOptions) -> Service:
 
 
 def _bind(triton: Any, sampler: Sampler, io: Schema, options: ServeOptions) -> None:
-    """One Triton model per sampler, its inputs and outputs from the schema."""
+    """One Triton model per served sampler (serving.schema.served: the fitted one only when the
+    export has it), its inputs and outputs from the schema, what it publishes from the export."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
 
     # A request waits in the queue at most its own timeout (tritonclient sends the client's), else
@@ -131,10 +133,12 @@ def _bind(triton: Any, sampler: Sampler, io: Schema, options: ServeOptions) -> N
                          default_timeout_microseconds=options.queue_timeout_s * 1_000_000,
                          allow_timeout_override=True)
     batcher = DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us, default_queue_policy=policy)
-    for kind in SAMPLERS:
-        pytriton_patch.publish(MODELS[kind], published(io, tuple(sampler.class_names), options.max_batch_size))
+    parameters = published(io, tuple(sampler.class_names), options.max_batch_size, fast_section(sampler.manifest.fast))
+    facts = read_published(parameters[PUBLISHED])
+    for kind in facts.samplers:
+        pytriton_patch.publish(MODELS[kind], parameters)
         triton.bind(
-            model_name=MODELS[kind], infer_func=[make_infer(sampler, kind, io, options.max_batch_size)] * options.instances,
+            model_name=MODELS[kind], infer_func=[make_infer(sampler, kind, facts, options.max_batch_size)] * options.instances,
             inputs=[_tensor(f, optional=True) for f in io.inputs_of(kind)],
             outputs=[_tensor(f) for f in io.outputs],
             config=ModelConfig(max_batch_size=options.max_batch_size, batcher=batcher),

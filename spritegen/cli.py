@@ -247,7 +247,8 @@ def _report(paths: list[Path], summary: str) -> None:
 
 
 def _remote(server: str, max_batch: int):
-    from spritegen.client import Client, RemoteSampler
+    from spritegen.client import Client
+    from spritegen.remote import RemoteSampler
     return RemoteSampler(Client(server), max_batch)
 
 

@@ -15,9 +15,11 @@ from spritegen.errors import InputError, UsageError
 
 
 def default_sampler(runtime: Any) -> str:
-    """"fast" when the export has a fitted few-step sampler, else "ddim" (module doc)."""
+    """"fast" when the export (with --server: the service, spritegen.remote) has a fitted few-step
+    sampler, else "ddim" (module doc)."""
     manifest = getattr(runtime, "manifest", None)
-    return "fast" if manifest is not None and getattr(manifest, "fast", None) is not None else "ddim"
+    fitted = getattr(manifest, "fast", None) if manifest is not None else getattr(runtime, "fitted", None)
+    return "fast" if fitted is not None else "ddim"
 
 
 def check_run(runtime: Any, sampler: str, *, n: int | None, eta: float | None, rate: int | None) -> int | None:
@@ -32,6 +34,7 @@ def check_run(runtime: Any, sampler: str, *, n: int | None, eta: float | None, r
     if sampler == "dpmpp":
         return len(runtime.check_dpmpp(n=n, eta=eta or 0.0, save_rate=rate)) - 1
     if sampler == "fast":
+        runtime.check_fast(save_rate=rate)  # what is not about --n (no fitted sampler, --gif with --server) first
         try:
             return len(runtime.check_fast(n=n, save_rate=rate)[0]) - 1
         except InputError as exc:  # an n the export was not fitted for: a usage error (exit 2)

@@ -4,15 +4,17 @@
     with Client("127.0.0.1:8000") as client:                  # "grpc://127.0.0.1:8001" for gRPC
         result = client.ddim(["hero", "food"], seed=[1, 2])  # result.sprites (2, 3, 16, 16) float32
         result.pixels                                        # (2, 16, 16, 3) uint8
+        client.fast(["hero"], seed=1)                         # also ddpm, dpmpp: the runtime's samplers
 
 Built on tritonclient's codecs (numpy, no torch, no onnxruntime). The client asks the
-server what it serves (classes, image, T, defaults, samplers: the models' published
+server what it serves (classes, image, T, samplers, their defaults, the fitted sampler's
+call counts: the models' published
 config, serving.schema.published) before its first request and checks every answer
 against that. A call sends one request per sprite, all at once, so the server's dynamic
 batcher can merge them with each other and with other clients' requests; `timeout_s`
 bounds the whole call, reading the answers included (spritegen.client_http). Seeds mean what they mean in-process: a list gives row
-r the sprite of `Sampler.ddim([context[r]], seed=seed[r])`; one integer for B sprites
-gives `Sampler.ddim(context, seed=seed)` (the client then draws the batch's noise with
+r the sprite of `Sampler.<sampler>([context[r]], seed=seed[r])`; one integer for B sprites
+gives `Sampler.<sampler>(context, seed=seed)` (the client then draws the batch's noise with
 the runtime's portable generator and sends it, which needs `spritegen[runtime]`). Errors are spritegen's: a refused request
 raises `InputError` with the server's one line, an overloaded server `ServerBusy`,
 anything else (unreachable, too slow, an answer that does not fit the schema) `ServerError`.
@@ -32,8 +34,8 @@ import numpy as np
 from spritegen.client_http import Http, HttpError, Timeout
 from spritegen.contract import NOISE
 from spritegen.errors import InputError, SpriteGenError, first_line, shown
-from spritegen.serving.schema import (MODELS, PUBLISHED, SAMPLERS, SEED_DTYPE, UNCONDITIONAL, Published, Schema,
-                                      model_name, read_published)
+from spritegen.serving.schema import (FITTED, MODELS, PUBLISHED, SAMPLERS, SEED_DTYPE, UNCONDITIONAL, Published,
+                                      Schema, model_name, read_published)
 
 Context = Union[None, str, int, Mapping[str, float], Sequence[Any], np.ndarray]
 Seeds = Union[None, int, Sequence[int]]
@@ -136,54 +138,94 @@ class Client:
         """DDPM sprites (T steps), one per context row."""
         return self.sample("ddpm", context, seed=seed, noise=noise, step_noise=step_noise, guidance=guidance)
 
+    def dpmpp(self, context: Context, *, n: int | None = None, eta: float | None = None,
+              guidance: float | None = None, seed: Seeds = None, noise: np.ndarray | None = None,
+              step_noise: np.ndarray | None = None) -> Sprites:
+        """DPM-Solver++ 2M sprites (n network calls; eta 1: its SDE form), one per context row."""
+        return self.sample("dpmpp", context, seed=seed, noise=noise, step_noise=step_noise,
+                           n=n, eta=eta, guidance=guidance)
+
+    def fast(self, context: Context, *, n: int | None = None, guidance: float | None = None, seed: Seeds = None,
+             noise: np.ndarray | None = None, step_noise: np.ndarray | None = None) -> Sprites:
+        """Sprites of the export's fitted few-step sampler (n: a fitted call count, default the
+        export's), one per context row; refused when the service's export has none."""
+        return self.sample("fast", context, seed=seed, noise=noise, step_noise=step_noise, n=n, guidance=guidance)
+
     def sample(self, kind: str, context: Context, *, seed: Seeds = None, noise: np.ndarray | None = None,
                step_noise: np.ndarray | None = None, **params: float | int | None) -> Sprites:
-        """Sprites from model `kind` ("ddim"/"ddpm"): one request per row, sent concurrently.
-        step_noise is (T, B, C, H, W) as in-process (index i-1: the step starting at i)."""
+        """Sprites from sampler `kind` (a name in what the server publishes): one request per row,
+        sent concurrently. step_noise is (T, B, C, H, W) as in-process (index i-1: the step starting at i)."""
         self._check_sampler(kind, params)
         rows = self.rows(context)
         batch = len(next(iter(rows.values())))
         if seed is not None:
             rows["seed"] = _seeds(seed, batch)
+        for name, value in params.items():
+            if value is not None:
+                dtype = self.schema.input(name).dtype
+                rows[name] = np.full((batch, 1), _number(value, name, integer=np.issubdtype(dtype, np.integer)), dtype)
         if _is_int(seed) and batch > 1 and (noise is None or self._stochastic(kind, params) and step_noise is None):
             noise, step_noise = self._batch_noise(kind, int(seed), batch, noise, step_noise, params)
         for name, array in (("noise", noise), ("step_noise", step_noise)):
             if array is not None:
                 rows[name] = np.ascontiguousarray(array if name == "noise" else np.moveaxis(array, 1, 0))
-        for name, value in params.items():
-            if value is not None:
-                dtype = self.schema.input(name).dtype
-                rows[name] = np.full((batch, 1), _number(value, name, integer=np.issubdtype(dtype, np.integer)), dtype)
         answers = self.infer_many(kind, [{k: v[r:r + 1] for k, v in rows.items()} for r in range(batch)])
         return Sprites(sprites=np.concatenate([a["sprite"] for a in answers]),
                        pixels=np.concatenate([a["pixels"] for a in answers]),
                        seeds=np.concatenate([a["used_seed"][:, 0] for a in answers]))
 
+    def not_served(self, kind: str) -> str:
+        """The line refusing sampler `kind` at this service."""
+        why = (": its export has no fitted few-step sampler (spritegen-export --fit fits one)"
+               if kind == FITTED else "")
+        return (f"sampler {shown(kind)} is not served at {self.url}{why}; it serves "
+                f"{', '.join(self.published.samplers)}")
+
     def _check_sampler(self, kind: str, params: Mapping[str, Any]) -> None:
         served = self.published.samplers
         if kind not in served:
-            raise InputError(f"sampler {shown(kind)} is not served at {self.url}; it serves {', '.join(served)}")
+            raise InputError(self.not_served(kind))
         extra = [name for name, value in params.items() if value is not None and name not in (*served[kind], "guidance")]
         if extra:
             raise InputError(f"the {kind} sampler takes no {extra[0]}; it takes {', '.join((*served[kind], 'guidance'))}")
 
+    def _arg(self, kind: str, params: Mapping[str, Any], name: str) -> Any:
+        """Argument `name` of a call: as given, else the server's default for `kind`."""
+        value = params.get(name)
+        return self.published.defaults[kind].get(name) if value is None else value
+
     def _stochastic(self, kind: str, params: Mapping[str, Any]) -> bool:
-        return kind == "ddpm" or bool(params.get("eta"))
+        if kind == FITTED:
+            return bool((self.published.fast or {}).get("eta"))
+        return kind == "ddpm" or bool(self._arg(kind, params, "eta"))
+
+    def _noisy_steps(self, kind: str, params: Mapping[str, Any]) -> list[int]:
+        """The step indices whose noise a stochastic `kind` call draws (runtime.plan, runtime.solver)."""
+        from spritegen.contract import ddim_pairs, dpmpp_indices
+
+        timesteps = self.schema.timesteps
+        if kind == "ddpm":
+            return list(range(2, timesteps + 1))
+        n = int(self._arg(kind, params, "n"))
+        if not 1 <= n <= timesteps or kind == FITTED and self.published.indices(kind, n) is None:
+            return []  # nothing to draw: the server refuses this n with its own line
+        if kind == "ddim":
+            return [i for i, _ in ddim_pairs(timesteps, n)]
+        indices = self.published.indices(kind, n) if kind == FITTED else dpmpp_indices(timesteps, n)
+        return [i for i, after in zip(indices, indices[1:]) if after > 0]  # the last step adds no noise
 
     def _batch_noise(self, kind: str, seed: int, batch: int, noise: np.ndarray | None,
                      step_noise: np.ndarray | None, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-        """What in-process `ddim/ddpm(context, seed=seed)` draws for a batch with ONE seed (the
+        """What in-process `<kind>(context, seed=seed)` draws for a batch with ONE seed (the
         whole batch as one array per stream, docs/noise.md section 4), so a batch sent as one
         request per row still gets exactly the local sprites. Needs the runtime's noise generator."""
-        from spritegen.contract import NOISE, ddim_pairs
         from spritegen.runtime.noise import draw
 
         shape, size = (batch, *self.schema.image), batch * int(np.prod(self.schema.image))
         if noise is None:
             noise = draw((seed,), (NOISE.x_t_stream,), size).reshape(shape)
         if step_noise is None and self._stochastic(kind, params):
-            steps = (range(2, self.schema.timesteps + 1) if kind == "ddpm" else
-                     [i for i, _ in ddim_pairs(self.schema.timesteps, int(params.get("n") or self.published.defaults["n"]))])
+            steps = self._noisy_steps(kind, params)
             step_noise = np.zeros((self.schema.timesteps, *shape), np.float32)
             step_noise[[i - 1 for i in steps]] = draw((seed,), tuple(steps), size).reshape(len(steps), *shape)
         return noise, step_noise
@@ -348,44 +390,3 @@ def _seeds(seed: Seeds, batch: int) -> np.ndarray:
                                    0 <= int(s) < 1 << NOISE.seed_bits for s in values):
         raise InputError(f"seed must be one integer in [0, 2^64) per sprite ({batch}), got {shown(seed)}")
     return np.array([[int(s)] for s in values], dtype=SEED_DTYPE)
-
-
-class RemoteSampler:
-    """What `spritegen sample --server URL` needs of a Sampler, answered by a running service:
-    the same seeds give the same sprites (and so the same grid) as a local run, and the same
-    checks (batch, steps, picture size) run before anything is sent."""
-
-    def __init__(self, client: Client, max_batch: int) -> None:
-        self.client, self.max_batch = client, max_batch
-        self.class_names = client.class_names  # asks the server: a down one fails here, at once
-        self.timesteps = client.schema.timesteps
-        self.image_shape = client.schema.image
-
-    def check_ddim(self, *, n: int | None = None, eta: float = 0.0, save_rate: int | None = None) -> int:
-        """The steps `ddim` runs; InputError for what the service would refuse (and for --gif)."""
-        from spritegen.runtime.checks import check_number, check_steps  # the runtime's wording
-
-        _no_intermediates(save_rate)
-        check_number(eta, "eta", upper=1.0)
-        return check_steps(self.client.published.defaults["n"] if n is None else n, self.timesteps)
-
-    def ddim(self, context: Context, *, n: int | None = None, eta: float = 0.0, seed: Seeds = None,
-             guidance: float | None = None, save_rate: int | None = None, progress: Any = None) -> np.ndarray:
-        _no_intermediates(save_rate)
-        return _done(self.client.ddim(context, n=n, eta=eta, seed=seed, guidance=guidance).sprites, progress)
-
-    def ddpm(self, context: Context, *, seed: Seeds = None, guidance: float | None = None,
-             save_rate: int | None = None, progress: Any = None) -> np.ndarray:
-        _no_intermediates(save_rate)
-        return _done(self.client.ddpm(context, seed=seed, guidance=guidance).sprites, progress)
-
-
-def _no_intermediates(save_rate: int | None) -> None:
-    if save_rate is not None:
-        raise InputError("the service returns final sprites only, so --gif needs a local run: drop --server or --gif")
-
-
-def _done(sprites: np.ndarray, progress: Any) -> np.ndarray:
-    if progress is not None:
-        progress(1, 1)
-    return sprites

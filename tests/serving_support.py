@@ -7,24 +7,31 @@ stopped by the test that started it (SIGTERM, then SIGKILL after a bound).
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from spritegen.serving.schema import MODELS
+from spritegen.client import Client
+from spritegen.runtime import load_manifest
+from spritegen.serving.schema import FITTED, MODELS, SAMPLERS
 from spritegen.serving.watchdog import descendants
 
 STARTUP_S = 90.0  # Triton starts in ~3.5 s on a quiet 2-core machine; a busy one is far slower
 STOP_S = 30.0
+STARTED_BOUND_S = 300  # a bound on a hang for waits on the server; no test depends on reaching it
 
 
 def free_ports(count: int) -> list[int]:
@@ -43,6 +50,7 @@ class Server:
     grpc: int
     metrics: int
     log: Path
+    fitted: bool = True  # whether its export has a fitted few-step sampler (serves FITTED)
 
     @property
     def url(self) -> str:
@@ -57,9 +65,10 @@ class Server:
             return response.read().decode()
 
     def ready(self) -> bool:
-        """Both models loaded (the server's own readiness comes before PyTriton binds them)."""
+        """Every model it serves loaded (the server's own readiness comes before PyTriton binds
+        them; the fitted sampler's model only where the export has one)."""
         try:
-            for model in MODELS.values():
+            for model in (MODELS[kind] for kind in SAMPLERS if kind != FITTED or self.fitted):
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/models/{model}/ready",
                                             timeout=2) as response:
                     if response.status != 200:
@@ -97,7 +106,7 @@ def running_server(export_dir: Path, log_dir: Path, *options: str) -> Iterator[S
                *options]
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, http, grpc, metrics, log)
+    server = Server(process, http, grpc, metrics, log, fitted=load_manifest(export_dir).fast is not None)
     try:
         deadline = time.monotonic() + STARTUP_S
         while not server.ready():
@@ -158,19 +167,22 @@ def trickling_server(every_s: float = 0.2) -> Iterator[int]:
         listener.close()
 
 
-def published_config(max_batch_size: int = 32) -> dict:
-    """A model config as `spritegen serve` publishes it for the course's model and schedule."""
+def published_config(max_batch_size: int = 32, fast: dict | None = None) -> dict:
+    """A model config as `spritegen serve` publishes it for the course's model and schedule
+    (`fast`: the export's fitted sampler as serving.schema.fast_section writes it, or none)."""
     from spritegen.contract import CLASS_NAMES, ModelConfig, ScheduleConfig
     from spritegen.serving.schema import published, schema
 
     io = schema(ModelConfig(), ScheduleConfig.timesteps)
-    return {"parameters": {k: {"string_value": v} for k, v in published(io, CLASS_NAMES, max_batch_size).items()}}
+    parameters = published(io, CLASS_NAMES, max_batch_size, fast)
+    return {"parameters": {k: {"string_value": v} for k, v in parameters.items()}}
 
 
 @contextmanager
-def foreign_server(outputs: list[dict]) -> Iterator[int]:
-    """A server on 127.0.0.1 that publishes the course's schema but answers every inference
-    with `outputs` (KServe v2 JSON tensors): a server that does not serve what it says; its port."""
+def foreign_server(outputs: list[dict], fast: dict | None = None) -> Iterator[int]:
+    """A server on 127.0.0.1 that publishes the course's schema (with `fast`, see published_config)
+    but answers every inference with `outputs` (KServe v2 JSON tensors): a server that does not
+    serve what it says; its port."""
     import json
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -184,7 +196,7 @@ def foreign_server(outputs: list[dict]) -> Iterator[int]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            self._send(published_config() if self.path.endswith("/config") else {})
+            self._send(published_config(fast=fast) if self.path.endswith("/config") else {})
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -202,3 +214,65 @@ def foreign_server(outputs: list[dict]) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------ observing a running server
+def counters(server: Server, model: str = "spritegen_ddim") -> dict[str, float]:
+    """Triton's Prometheus counters for `model`: success, failure (all reasons), executions."""
+    text = server.metrics_text()
+    def total(metric: str) -> float:
+        return sum(float(v) for v in re.findall(rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M))
+    return {"success": total("nv_inference_request_success"), "failure": total("nv_inference_request_failure"),
+            "executions": total("nv_inference_exec_count")}
+
+
+@contextmanager
+def holding(server: Server, kind: str = "ddim") -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """A pool whose first job is a long `kind` request the service reports in flight: requests
+    to that sampler submitted inside queue behind it (its model has one instance). Waits for all on exit."""
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        long = pool.submit(one, server, "hero", 1, kind=kind, n=500, guidance=1.0)  # 1,000 network calls
+        wait_in_flight(server, long, model=f"spritegen_{kind}")
+        yield pool
+        assert not long.done(), "the long request finished before the others were queued"
+        assert long.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
+
+
+def wait_queued(server: Server, count: int, model: str = "spritegen_ddim") -> None:
+    """Until Triton reports `count` requests of `model` queued (pending, not executing)."""
+    deadline = time.monotonic() + STARTED_BOUND_S
+    pattern = rf'^nv_inference_pending_request_count{{model="{model}"[^}}]*}} (\S+)$'
+    while float(re.search(pattern, server.metrics_text(), re.M).group(1)) < count:
+        assert time.monotonic() < deadline, f"{count} requests never queued"
+        time.sleep(0.01)
+
+
+def one(server: Server, context: str, seed: int, kind: str = "ddim", **params):
+    with Client(server.url) as c:  # tritonclient's HTTP client is one per thread
+        return getattr(c, kind)([context], seed=seed, **params)
+
+
+def post(server: Server, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://{server.url}{path}", data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def ours(server: Server) -> dict[str, float]:
+    """The service's own metrics (serving.metrics), series -> value."""
+    with urllib.request.urlopen(f"http://{server.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def wait_in_flight(server: Server, pending: concurrent.futures.Future, model: str = "spritegen_ddim") -> None:
+    """Until the service's /metrics gauge says a request to `model` is being computed."""
+    deadline = time.monotonic() + STARTED_BOUND_S
+    while ours(server).get(f'spritegen_in_flight{{model="{model}"}}', 0) < 1:
+        assert not pending.done(), "the request finished before the service reported it in flight"
+        assert time.monotonic() < deadline, "the service never reported the request in flight"
+        time.sleep(0.005)

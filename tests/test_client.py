@@ -171,3 +171,59 @@ def test_sample_with_server_checks_the_batch_before_sending(server: str, tmp_pat
             result = run(port)
         assert result.exit_code == 1 and "more than --max-batch" in result.output, result.output
     assert not (tmp_path / "g.png").exists()
+
+
+# The fitted sampler of a served export, as serving.schema.fast_section publishes it (a small table of our own).
+FITTED = {"solver": "dpmpp", "eta": 1.0, "default_n": 5,
+          "indices": {"4": [500, 375, 250, 125, 0], "5": [500, 400, 300, 200, 100, 0]}}
+
+
+def test_a_service_without_a_fitted_sampler_refuses_fast_before_sending() -> None:
+    client = offline()  # publishes no fitted sampler: nothing listens, so a sent request would fail otherwise
+    assert set(client.published.samplers) == {"ddim", "ddpm", "dpmpp"}
+    with pytest.raises(InputError) as info:
+        client.fast(["hero"], seed=1)
+    assert "its export has no fitted few-step sampler" in str(info.value) and "serves ddim, ddpm, dpmpp" in str(info.value)
+    with pytest.raises(InputError, match="the dpmpp sampler takes no temperature"):
+        client.sample("dpmpp", ["hero"], temperature=1.0)
+
+
+@pytest.mark.parametrize("fitted", [None, FITTED], ids=["unfitted", "fitted"])
+def test_sample_with_server_default_and_fast_checks(fitted: dict | None, tmp_path) -> None:
+    """The CLI's default sampler with --server is fast when the service publishes a fitted one,
+    else ddim; --sampler fast is refused before sending: an n it was not fitted for (exit 2,
+    naming the fitted ones), or a service without a fitted sampler (exit 1)."""
+    from typer.testing import CliRunner
+
+    from spritegen.cli import app
+
+    with foreign_server(GOOD, fast=fitted) as port:
+        def run(*options: str, out: str = "g.png"):
+            return CliRunner().invoke(app, ["sample", "--server", f"127.0.0.1:{port}", "--classes", "hero", "--num", "1",
+                                            "--seed", "3", "--out", str(tmp_path / out), *options])
+
+        default = run(out="default.png")
+        assert default.exit_code == 0 and f"1 sprites, {'fast' if fitted else 'ddim'}, seed 3" in default.output
+        refused = run("--sampler", "fast", "--n", "7")
+    said = " ".join(refused.output.replace("│", " ").split())  # rich's box
+    if fitted:
+        assert refused.exit_code == 2 and "fitted for n in 4, 5 network calls, got 7" in said, refused.output
+    else:
+        assert refused.exit_code == 1 and "no fitted few-step sampler" in said, refused.output
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_one_seed_batch_noise_for_the_solvers() -> None:
+    """seed=int for B sprites: the step noise the client draws for dpmpp (eta 1) and fast is on the
+    solver's noisy steps (every step but the last, runtime.solver.solver_plan), for the right n."""
+    client = Client("127.0.0.1:1", published=read_published(published_config(fast=FITTED)["parameters"][PUBLISHED]
+                                                            ["string_value"]))
+    pytest.importorskip("onnxruntime")
+    from spritegen.runtime.noise import draw
+
+    for kind, params, steps in (("dpmpp", {"n": 4, "eta": 1.0}, [500, 375, 250]), ("fast", {}, [500, 400, 300, 200])):
+        x, z = client._batch_noise(kind, 9, 2, None, None, params)
+        drawn = sorted(i + 1 for i in np.flatnonzero(np.abs(z).reshape(len(z), -1).max(axis=1)))
+        assert drawn == sorted(steps), (kind, drawn)
+        assert np.array_equal(z[steps[0] - 1], draw((9,), (steps[0],), z[0].size).reshape(z[0].shape))
+    assert client._batch_noise("dpmpp", 9, 2, None, None, {"n": 4})[1] is None  # eta 0: deterministic

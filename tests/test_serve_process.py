@@ -1,5 +1,6 @@
-"""`spritegen serve` as a process: SIGKILL takes Triton and its stubs along, and a bad
-address (a port in use, an unresolvable host) is one line before anything starts. Real
+"""`spritegen serve` as a process: SIGKILL takes Triton and its stubs along, a bad
+address (a port in use, an unresolvable host) is one line before anything starts, and an
+export without a fitted few-step sampler serves the other samplers. Real
 servers on 127.0.0.1, started and stopped by the tests; no wait depends on speed."""
 
 from __future__ import annotations
@@ -64,3 +65,33 @@ def test_serve_refuses_a_bad_address_in_one_line(export_dir: Path, case: str) ->
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     expected = "is in use" if case == "port-in-use" else "resolve"
     assert result.returncode == 1 and len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+
+
+def test_an_export_without_a_fitted_sampler_serves_the_others(export_dir: Path, tmp_path: Path) -> None:
+    """The bundled export less its "fast" section: no spritegen_fast model (Triton refuses a request
+    to it in one line), nothing fitted published, the client refuses fast before sending, and
+    dpmpp is served as in-process."""
+    import json
+
+    import numpy as np
+
+    from spritegen.client import Client
+    from spritegen.contract import FAST_KEY, MANIFEST_FILE
+    from spritegen.errors import InputError
+    from spritegen.runtime import Sampler
+    from tests.runtime_support import link_export
+    from tests.serving_support import post
+    from tests.tolerances import BATCHING_ATOL
+
+    manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
+    manifest.pop(FAST_KEY)
+    plain = link_export(export_dir, tmp_path / "plain", manifest)
+    with running_server(plain, tmp_path) as server, Client(server.url) as client:
+        assert set(client.published.samplers) == {"ddim", "ddpm", "dpmpp"} and client.published.fast is None
+        with pytest.raises(InputError, match="is not served at .*: its export has no fitted few-step sampler"):
+            client.fast(["hero"], seed=1)
+        body = json.dumps({"inputs": [{"name": "class_name", "shape": [1, 1], "datatype": "BYTES", "data": ["hero"]}]})
+        status, answer = post(server, "/v2/models/spritegen_fast/infer", body.encode())
+        assert status >= 400 and "spritegen_fast" in answer["error"] and "\n" not in answer["error"], answer
+        served = client.dpmpp(["food"], n=5, seed=2).sprites
+    assert np.abs(served - Sampler.load(plain, provider="cpu").dpmpp(["food"], n=5, seed=2)).max() <= BATCHING_ATOL

@@ -14,10 +14,7 @@ import json
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +23,11 @@ import pytest
 from spritegen.client import Client, ServerBusy
 from spritegen.errors import InputError
 from spritegen.runtime import Sampler
-from tests.serving_support import Server, running_server
+from tests.serving_support import (STARTED_BOUND_S, Server, counters, holding, one, ours, post, running_server,
+                                   wait_in_flight, wait_queued)
 from tests.tolerances import BATCHING_ATOL
 
 MAX_BATCH = 8
-STARTED_BOUND_S = 300  # a bound on a hang for waits on the server; no test depends on reaching it
 CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
 
@@ -48,27 +45,18 @@ def client(served: Server) -> Iterator[Client]:
         yield c
 
 
-def _counters(server: Server, model: str = "spritegen_ddim") -> dict[str, float]:
-    """Triton's Prometheus counters for `model`: success, failure (all reasons), executions."""
-    text = server.metrics_text()
-    def total(metric: str) -> float:
-        return sum(float(v) for v in re.findall(rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M))
-    return {"success": total("nv_inference_request_success"), "failure": total("nv_inference_request_failure"),
-            "executions": total("nv_inference_exec_count")}
-
-
 # ------------------------------------------------------------------ batching
 def test_batching_does_not_change_answers(served: Server, sampler: Sampler) -> None:
     """8 single-sprite requests queued behind a long one (the service reports them queued)
     run as one execution, and each sprite equals in-process Sampler.ddim([context], seed=s)."""
     seeds = [11, 12, 13, 14, 15, 16, 17, 18]
     contexts = [CLASSES[k % 5] for k in range(8)]
-    before = _counters(served)
+    before = counters(served)
     with holding(served) as pool:
-        futures = [pool.submit(_one, served, contexts[k], seeds[k]) for k in range(8)]
-        _wait_queued(served, 8)
+        futures = [pool.submit(one, served, contexts[k], seeds[k]) for k in range(8)]
+        wait_queued(served, 8)
     answers = [f.result() for f in futures]
-    after = _counters(served)
+    after = counters(served)
     assert after["success"] - before["success"] == 9
     assert after["executions"] - before["executions"] == 2  # the long one, then all 8 in one call
     worst = 0.0
@@ -80,39 +68,56 @@ def test_batching_does_not_change_answers(served: Server, sampler: Sampler) -> N
     assert worst <= BATCHING_ATOL
 
 
-@contextmanager
-def holding(server: Server) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
-    """A pool whose first job is a long ddim request the service reports in flight: requests
-    submitted inside queue behind it (the model has one instance). Waits for all on exit."""
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        long = pool.submit(_one, server, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
-        _wait_in_flight(server, long)
-        yield pool
-        assert not long.done(), "the long request finished before the others were queued"
-        assert long.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
-
-
-def _wait_queued(server: Server, count: int, model: str = "spritegen_ddim") -> None:
-    """Until Triton reports `count` requests of `model` queued (pending, not executing)."""
-    deadline = time.monotonic() + STARTED_BOUND_S
-    pattern = rf'^nv_inference_pending_request_count{{model="{model}"[^}}]*}} (\S+)$'
-    while float(re.search(pattern, server.metrics_text(), re.M).group(1)) < count:
-        assert time.monotonic() < deadline, f"{count} requests never queued"
-        time.sleep(0.01)
-
-
-def _one(server: Server, context: str, seed: int, **params):
-    with Client(server.url) as c:  # tritonclient's HTTP client is one per thread
-        return c.ddim([context], seed=seed, **params)
-
-
 def test_different_parameters_are_not_merged(served: Server, sampler: Sampler) -> None:
     """Concurrent requests with different n / guidance each get their own parameters' sprite."""
     cases = [dict(n=5), dict(n=10), dict(n=5, guidance=2.0), dict(n=10, guidance=0.5)]
     with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
-        answers = list(pool.map(lambda p: _one(served, "food", 3, **p), cases))
+        answers = list(pool.map(lambda p: one(served, "food", 3, **p), cases))
     for params, answer in zip(cases, answers):
         assert np.abs(answer.sprites - sampler.ddim(["food"], seed=3, **params)).max() <= BATCHING_ATOL
+
+
+def test_few_step_samplers_equal_in_process(client: Client, sampler: Sampler) -> None:
+    """dpmpp (eta 0 and 1) and fast (its default n and another fitted one): per-row seeds give the
+    in-process batch-1 sprite; one seed for a batch gives the in-process batch (the client draws
+    the solver's step noise as the runtime does)."""
+    contexts, worst = ["hero", {"food": 1, "spell": 0.5}, None], 0.0
+    for kind, params in (("dpmpp", {}), ("dpmpp", dict(n=6, eta=1.0)), ("fast", {}), ("fast", dict(n=4))):
+        served = getattr(client, kind)(contexts, seed=[3, 4, 5], **params).sprites
+        local = np.concatenate([getattr(sampler, kind)([c], seed=s, **params) for c, s in zip(contexts, [3, 4, 5])])
+        batch = getattr(client, kind)(contexts, seed=21, **params).sprites
+        for error in (np.abs(served - local).max(), np.abs(batch - getattr(sampler, kind)(contexts, seed=21, **params)).max()):
+            assert error <= BATCHING_ATOL, (kind, params, error)
+            worst = max(worst, float(error))
+    print(f"dpmpp and fast served vs in-process: max abs diff {worst:.2e}")
+
+
+def test_few_step_requests_with_different_arguments_are_not_merged(served: Server, sampler: Sampler) -> None:
+    """dpmpp requests of three (n, eta) sets queued behind a long dpmpp one run as one execution, each
+    with its own arguments' sprite; a fast request meanwhile runs on its own model."""
+    # every request sends n and eta: Triton's batcher merges only requests with the same inputs
+    cases = [dict(n=5, eta=0.0), dict(n=5, eta=1.0), dict(n=8, eta=0.0), dict(n=5, eta=0.0), dict(n=5, eta=1.0)]
+    before = counters(served, "spritegen_dpmpp")
+    with holding(served, "dpmpp") as pool:
+        futures = [pool.submit(one, served, "food", 30 + k, kind="dpmpp", **p) for k, p in enumerate(cases)]
+        wait_queued(served, len(cases), "spritegen_dpmpp")
+        fast = pool.submit(one, served, "food", 30, kind="fast").result(timeout=STARTED_BOUND_S)
+    assert counters(served, "spritegen_dpmpp")["executions"] - before["executions"] == 2
+    for k, (params, future) in enumerate(zip(cases, futures)):
+        local = sampler.dpmpp(["food"], seed=30 + k, **params)
+        assert np.abs(future.result().sprites - local).max() <= BATCHING_ATOL, params
+    assert np.abs(fast.sprites - sampler.fast(["food"], seed=30)).max() <= BATCHING_ATOL
+
+
+def test_the_samplers_and_the_fitted_table_are_published(client: Client, sampler: Sampler) -> None:
+    from spritegen.contract import DPMPP_DEFAULT_STEPS
+
+    published, fitted = client.published, sampler.manifest.fast
+    assert published.samplers == {"ddim": ("n", "eta"), "ddpm": (), "dpmpp": ("n", "eta"), "fast": ("n",)}
+    assert published.defaults["dpmpp"] == {"n": DPMPP_DEFAULT_STEPS, "eta": 0.0, "guidance": 0.0}
+    assert published.defaults["fast"] == {"n": fitted.default_n, "guidance": 0.0}
+    assert {int(n): tuple(t) for n, t in published.fast["indices"].items()} == fitted.indices
+    assert published.fast["eta"] == fitted.eta
 
 
 def test_explicit_noise_and_stochastic_ddim(client: Client, sampler: Sampler) -> None:
@@ -139,13 +144,18 @@ def test_one_seed_for_a_batch_means_what_it_means_in_process(client: Client, sam
         assert np.abs(served - sampler.ddim(contexts, seed=21, **params)).max() <= BATCHING_ATOL, params
 
 
-def test_sample_with_server_writes_the_local_grid(served: Server, export_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("choice", [[], ["--sampler", "dpmpp", "--eta", "1"], ["--sampler", "ddim", "--n", "10"]],
+                         ids=["default", "dpmpp", "ddim"])
+def test_sample_with_server_writes_the_local_grid(served: Server, export_dir: Path, tmp_path: Path,
+                                                  choice: list[str]) -> None:
+    """Local and --server runs write the same grid; with no --sampler both run fast (the export's
+    fitted sampler, which the service publishes)."""
     from PIL import Image
     from typer.testing import CliRunner
 
     from spritegen.cli import app
 
-    common = ["sample", "--classes", "hero,food", "--num", "2", "--n", "10", "--seed", "5"]
+    common = ["sample", "--classes", "hero,food", "--num", "2", "--seed", "5", *choice]
     local = CliRunner().invoke(app, [*common, "--export-dir", str(export_dir), "--out", str(tmp_path / "local.png"),
                                      "--npy", str(tmp_path / "local.npy")])
     remote = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "remote.png"),
@@ -153,9 +163,12 @@ def test_sample_with_server_writes_the_local_grid(served: Server, export_dir: Pa
     assert local.exit_code == 0 and remote.exit_code == 0, (local.output, remote.output)
     assert np.abs(np.load(tmp_path / "local.npy") - np.load(tmp_path / "remote.npy")).max() <= BATCHING_ATOL
     assert np.array_equal(np.asarray(Image.open(tmp_path / "local.png")), np.asarray(Image.open(tmp_path / "remote.png")))
-    gif = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "g.png"),
-                                   "--gif", str(tmp_path / "g.gif")])
-    assert gif.exit_code == 1 and "--gif needs a local run" in gif.output and not (tmp_path / "g.png").exists()
+    chosen = choice[1] if choice else "fast"
+    assert f"4 sprites, {chosen}, seed 5" in local.output and f"4 sprites, {chosen}, seed 5" in remote.output
+    if not choice:
+        gif = CliRunner().invoke(app, [*common, "--server", served.url, "--out", str(tmp_path / "g.png"),
+                                       "--gif", str(tmp_path / "g.gif")])
+        assert gif.exit_code == 1 and "--gif needs a local run" in gif.output and not (tmp_path / "g.png").exists()
 
 
 def test_fresh_seed_is_reported_and_reproduces(client: Client) -> None:
@@ -198,6 +211,10 @@ MALFORMED = [
     ("ddim", _rows(temperature=np.ones((1, 1), F32)), "unexpected inference input 'temperature'"),
     ("ddpm", _rows(), "unexpected inference input 'n'"),
     ("ddim", _rows(seed=np.array([[1], [2]], np.uint64)), "batch"),
+    ("dpmpp", _rows(n=np.array([[0]], np.int64)), "DPM-Solver++ steps n must be an integer in 1..500, got 0"),
+    ("dpmpp", _rows(eta=np.array([[2.0]], F32)), "eta must be a finite number in 0..1"),
+    ("fast", _rows(), "the fast sampler of this export is fitted for n in 4, 5, 6, 8, 10 network calls, got 2"),
+    ("fast", _rows(n=None, eta=np.array([[1.0]], F32)), "unexpected inference input 'eta'"),
 ]
 
 
@@ -216,12 +233,12 @@ def test_bad_request_batched_with_good_ones_spoils_nothing(served: Server, sampl
     """A refused request merged with valid ones (all queued behind a long one, then one
     execution): they get their sprites, it gets its own error status (HTTP 400) and no outputs."""
     contexts = ["hero", "food", "dragon", "spell"]
-    before = _counters(served)
+    before = counters(served)
     with holding(served) as pool:
-        futures = [pool.submit(_one, served, ctx, 9, n=3) if ctx != "dragon" else pool.submit(_raw_json, served, ctx)
+        futures = [pool.submit(one, served, ctx, 9, n=3) if ctx != "dragon" else pool.submit(_raw_json, served, ctx)
                    for ctx in contexts]
-        _wait_queued(served, 4)
-    assert _counters(served)["executions"] - before["executions"] == 2  # the long one, then the four together
+        wait_queued(served, 4)
+    assert counters(served)["executions"] - before["executions"] == 2  # the long one, then the four together
     for ctx, future in zip(contexts, futures):
         if ctx == "dragon":
             status, answer = future.result()
@@ -237,16 +254,7 @@ def _raw_json(server: Server, class_name: str) -> tuple[int, dict]:
         {"name": "class_name", "shape": [1, 1], "datatype": "BYTES", "data": [class_name]},
         {"name": "seed", "shape": [1, 1], "datatype": "UINT64", "data": [9]},
         {"name": "n", "shape": [1, 1], "datatype": "INT64", "data": [3]}]}).encode()
-    return _post(server, "/v2/models/spritegen_ddim/infer", body)
-
-
-def _post(server: Server, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://{server.url}{path}", data=body, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post(server, "/v2/models/spritegen_ddim/infer", body)
 
 
 def test_declared_sizes_are_refused_before_anything_is_allocated(served: Server, client: Client) -> None:
@@ -257,9 +265,9 @@ def test_declared_sizes_are_refused_before_anything_is_allocated(served: Server,
 
     peak = served.peak_rss_kib()
     huge = {"inputs": [{"name": "context", "shape": [1_000_000_000, 5], "datatype": "FP32", "data": [1, 0, 0, 0, 0]}]}
-    status, answer = _post(served, "/v2/models/spritegen_ddim/infer", json.dumps(huge).encode())
+    status, answer = post(served, "/v2/models/spritegen_ddim/infer", json.dumps(huge).encode())
     assert status == 400 and "batch-size must be <= 8" in answer["error"], answer
-    status, answer = _post(served, "/v2/models/spritegen_ddim/infer", b"{}", {"Content-Length": str(9 << 30)})
+    status, answer = post(served, "/v2/models/spritegen_ddim/infer", b"{}", {"Content-Length": str(9 << 30)})
     assert status == 413 and "send fewer sprites" in answer["error"], answer
     with grpc.insecure_channel(f"127.0.0.1:{served.grpc}") as channel:
         request = service_pb2.ModelInferRequest(model_name="spritegen_ddim")
@@ -291,21 +299,13 @@ def test_metrics_count_successes_and_refusals(served: Server, client: Client) ->
     ok, refused, batches = ('spritegen_requests_total{model="spritegen_ddim",outcome="ok"}',
                             'spritegen_requests_total{model="spritegen_ddim",outcome="refused"}',
                             'spritegen_batch_rows_count{model="spritegen_ddim"}')
-    before = _ours(served)
+    before = ours(served)
     client.ddim(["hero"], n=1, seed=1)
     with pytest.raises(InputError):
         client.ddim(["dragon"], n=1, seed=1)
-    after = _ours(served)
+    after = ours(served)
     assert after[ok] - before.get(ok, 0) == 1 and after[refused] - before.get(refused, 0) == 1
     assert after[batches] - before.get(batches, 0) == 1  # the refused request ran no sampler
-
-
-def _ours(server: Server) -> dict[str, float]:
-    """The service's own metrics (serving.metrics), series -> value."""
-    with urllib.request.urlopen(f"http://{server.url}/metrics", timeout=30) as response:
-        text = response.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
 
 
 def test_soak_memory_is_stable(served: Server) -> None:
@@ -339,12 +339,12 @@ def test_overload_is_rejected_at_once_then_serves(tiny: Server, sampler: Sampler
     """One request computing, one queued (the queue holds one): the next is rejected at once
     (ServerBusy, counted), and the queued one is then served."""
     with holding(tiny) as pool:
-        queued = pool.submit(_one, tiny, "food", 4, n=5)
-        _wait_queued(tiny, 1)
+        queued = pool.submit(one, tiny, "food", 4, n=5)
+        wait_queued(tiny, 1)
         with pytest.raises(ServerBusy):
-            _one(tiny, "hero", 2, n=1)
+            one(tiny, "hero", 2, n=1)
     assert np.abs(queued.result().sprites - sampler.ddim(["food"], n=5, seed=4)).max() <= BATCHING_ATOL
-    assert _ours(tiny).get('spritegen_rejected_total{status="503"}', 0) >= 1  # HTTP rejections are counted
+    assert ours(tiny).get('spritegen_rejected_total{status="503"}', 0) >= 1  # HTTP rejections are counted
 
 
 def test_a_request_past_its_deadline_in_the_queue_is_not_computed(tiny: Server) -> None:
@@ -352,34 +352,25 @@ def test_a_request_past_its_deadline_in_the_queue_is_not_computed(tiny: Server) 
     rejected when its turn comes, not computed: its answer is Triton's timeout error, and the
     service counts one computed request (A)."""
     ok = 'spritegen_requests_total{model="spritegen_ddim",outcome="ok"}'
-    before = _ours(tiny).get(ok, 0)
+    before = ours(tiny).get(ok, 0)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        first = pool.submit(_one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
-        _wait_in_flight(tiny, first)
+        first = pool.submit(one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
+        wait_in_flight(tiny, first)
         body = json.dumps({"parameters": {"timeout": 10_000}, "inputs": [  # microseconds
             {"name": "class_name", "shape": [1, 1], "datatype": "BYTES", "data": ["food"]},
             {"name": "n", "shape": [1, 1], "datatype": "INT64", "data": [1]}]}).encode()
-        status, answer = _post(tiny, "/v2/models/spritegen_ddim/infer", body)
+        status, answer = post(tiny, "/v2/models/spritegen_ddim/infer", body)
         assert first.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
     assert status != 200 and "timeout" in answer.get("error", "").lower(), (status, answer)
-    assert _ours(tiny)[ok] - before == 1
-
-
-def _wait_in_flight(server: Server, pending: concurrent.futures.Future) -> None:
-    """Until the service's /metrics gauge says a ddim request is being computed."""
-    deadline = time.monotonic() + STARTED_BOUND_S
-    while _ours(server).get('spritegen_in_flight{model="spritegen_ddim"}', 0) < 1:
-        assert not pending.done(), "the request finished before the service reported it in flight"
-        assert time.monotonic() < deadline, "the service never reported the request in flight"
-        time.sleep(0.005)
+    assert ours(tiny)[ok] - before == 1
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tiny: Server) -> None:
     """SIGTERM once the service itself says a request is in flight (its /metrics gauge, and
     the count it prints at the signal): that request still gets its sprite, the exit is 0."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
-        _wait_in_flight(tiny, pending)
+        pending = pool.submit(one, tiny, "hero", 1, n=500, guidance=1.0)  # 1,000 network calls
+        wait_in_flight(tiny, pending)
         tiny.process.send_signal(signal.SIGTERM)
         assert pending.result(timeout=STARTED_BOUND_S).sprites.shape == (1, 3, 16, 16)
         status = tiny.process.wait(timeout=STARTED_BOUND_S)
