@@ -125,7 +125,7 @@ def start(sampler: Sampler, options: ServeOptions) -> Service:
 def _bind(triton: Any, sampler: Sampler, io: Schema, options: ServeOptions) -> None:
     """One Triton model per served sampler (serving.schema.served: the fitted one only when the
     export has it), its inputs and outputs from the schema, what it publishes from the export."""
-    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, TimeoutAction
 
     # A request waits in the queue at most its own timeout (tritonclient sends the client's), else
     # queue_timeout_s: a request whose client gave up is rejected there, never computed.
