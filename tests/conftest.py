@@ -173,13 +173,15 @@ def _write_tiny_export(folder: Path) -> None:
     from tests.models import make_random_model
 
     torch.save(make_random_model(seed=8, config=TINY_CONFIG).state_dict(), folder / "context_model.pth")
-    export(folder / "context_model.pth", folder / "export", fp16=True, int8=True)
+    # --fit with a short bound: the export carries a fitted few-step sampler like the demo's, made by
+    # the exporter's own fitting path (its tables' quality on a random model means nothing)
+    export(folder / "context_model.pth", folder / "export", fp16=True, int8=True, fit=True, fit_seconds=5)
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A validated export of a tiny random ContextUnet (TINY_CONFIG) with unet_fp16.onnx and
-    unet_int8.onnx, built once per run; never alter it."""
+    """A validated export of a tiny random ContextUnet (TINY_CONFIG) with unet_fp16.onnx,
+    unet_int8.onnx and a fitted few-step sampler (--fit), built once per run; never alter it."""
     return built_once(tmp_path_factory, "tiny_export", _write_tiny_export) / "export"
 
 
