@@ -304,7 +304,7 @@ def test_wandb_mode_is_offline_unless_logged_in(tmp_path: Path, monkeypatch: pyt
 def test_mix_rows_are_blends_and_columns_share_noise(export_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mix.png"
     result = _run("mix", "-e", export_dir, "--from", "hero", "--to", "food", "--steps", "3", "--blend",
-                  "hero=1,food=0.6", "--blend", "spell=1", "--num", "2", "--n", "4", "--seed", "3",
+                  "hero=1,food=0.6", "--blend", "spell=1", "--num", "2", "--sampler", "ddim", "--n", "4", "--seed", "3",
                   "--scale", "2", "-o", out)
     assert result.exit_code == 0, result.output
     with Image.open(out) as png:

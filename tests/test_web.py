@@ -35,6 +35,7 @@ from benchmarks.web_browser import WEB, drive, missing, serving
 from spritegen.contract import DDIM_DEFAULT_STEPS, DPMPP_DEFAULT_STEPS, FAST_KEY, ddim_pairs
 from spritegen.runtime import Sampler
 from spritegen.runtime.images import to_pixels
+from tests.runtime_support import link_export
 from tests.tolerances import CROSS_RUNTIME_ATOL, SOLVER_CROSS_RUNTIME_MAX, SOLVER_CROSS_RUNTIME_SHARE
 
 MISSING = missing()
@@ -98,6 +99,15 @@ BAD_FAST_CALLS = [
 # flipped or the file left out); fast/ differs only in its manifest (the FAST section).
 COPIES = {"tampered": ("ddim_step.onnx", "flip"), "missing": ("ddim_step.onnx", "drop"),
           "tampered_solver": ("solver_step.onnx", "flip"), "fast": (None, None)}
+
+
+@pytest.fixture(scope="session")
+def export_dir(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conftest's tiny export without its fitted sampler: good/ is a plain export (the page then
+    defaults to DDIM), fast/ adds this module's own tables (FAST)."""
+    manifest = json.loads((tiny_export / "manifest.json").read_text())
+    manifest.pop(FAST_KEY, None)
+    return link_export(tiny_export, tmp_path_factory.mktemp("plain") / "export", manifest)
 
 
 @pytest.fixture(scope="module")
