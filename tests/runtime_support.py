@@ -51,3 +51,23 @@ def run_in_threads(jobs: list[Callable[[], np.ndarray]], rounds: int = 3) -> lis
     for thread in threads:
         thread.join()
     return results
+
+
+def ended_within(call: Callable[[], Any], seconds: float) -> BaseException | None:
+    """Run `call` in a thread; what it raised (None: it returned). Fails, instead of hanging the
+    suite, if it is still running after `seconds`: the state a test waits for is "it ended"
+    (a blocked FIFO read, a trickling server), never how fast it ended."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 (handed back to the test)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"the call was still running after {seconds} s"
+    return outcome[0]

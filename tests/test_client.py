@@ -4,7 +4,6 @@ trickling one and one whose answers do not fit what it publishes (raw servers of
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from spritegen.client import Client, ServerError
 from spritegen.errors import InputError
 from spritegen.serving.schema import PUBLISHED, read_published
+from tests.runtime_support import ended_within
 from tests.serving_support import foreign_server, free_ports, published_config, trickling_server
 
 HANG_BOUND_S = 120  # far beyond any timeout_s below: a call still running then is hung
@@ -87,32 +87,13 @@ def test_malformed_requests_are_refused_before_sending(context, kwargs: dict, ex
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 
-def _bounded(call) -> BaseException | None:
-    """Run `call` in a thread; what it raised (None: returned). Fails if it is still running
-    after HANG_BOUND_S (the observable state is "it ended", not how fast)."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 (handed to the test)
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(HANG_BOUND_S)
-    assert outcome, f"the call was still running after {HANG_BOUND_S} s"
-    return outcome[0]
-
-
 @pytest.mark.parametrize("published", [False, True], ids=["asking-the-schema", "sampling"])
 def test_timeout_bounds_a_trickling_answer(published: bool) -> None:
     """A server that sends its 200 and then one byte at a time: timeout_s ends the call."""
     with trickling_server() as port:
         client = offline(f"127.0.0.1:{port}") if published else Client(f"127.0.0.1:{port}")
         client.timeout_s = 1.0
-        error = _bounded(lambda: client.ddim(["hero"], seed=1))
+        error = ended_within(lambda: client.ddim(["hero"], seed=1), HANG_BOUND_S)
     assert isinstance(error, ServerError) and "did not answer within 1 s" in str(error), error
 
 

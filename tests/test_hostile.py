@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from spritegen.export.checkpoint import load_model
 from spritegen.files import sha256_file
 from spritegen.export.reference import sample_ddim
 from spritegen.runtime import Sampler
-from tests.runtime_support import link_export
+from tests.runtime_support import ended_within, link_export
 
 # 1e-3: the fp32 bound on final sprites (issue 5), times (1 + 2w) with guidance w as in
 # tests/test_parity.py (guidance scales float32 rounding); a convention slip moves sprites by >= 1e-2.
@@ -324,24 +323,6 @@ def test_hostile_manifest_bytes_are_one_line(export_dir: Path, tmp_path: Path, c
     assert expected in _refused(_farm(export_dir, tmp_path, data))
 
 
-def _guarded(call, seconds: float = 60.0) -> BaseException | None:
-    """Run `call` in a thread; fail (instead of hanging the suite) if it blocks, as a FIFO read would."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, f"still blocked after {seconds} s"
-    return outcome[0]
-
-
 def _special(kind: str, path: Path, recorded: int) -> None:
     """Put a non-regular or oversized file at `path` (a link to the shared export before)."""
     path.unlink()
@@ -373,7 +354,7 @@ def test_non_regular_or_oversized_files_are_refused_before_reading(export_dir: P
     directory = _farm(export_dir, tmp_path)
     recorded = _manifest(export_dir)["files"].get(file, {}).get("bytes", 0)
     _special(kind, directory / file, recorded)
-    error = _guarded(lambda: Sampler.load(directory, provider="cpu"))
+    error = ended_within(lambda: Sampler.load(directory, provider="cpu"), 60.0)
     assert isinstance(error, ExportDirError), error
     message = str(error)
     assert "\n" not in message and file in message and expected in message, message
