@@ -27,7 +27,9 @@ def test_quick_serving_benchmark(export_dir: Path, tmp_path: Path) -> None:
     assert record["failures"] == 0 and figures["served 32 clients"]["sprites"] == 32
     for f in figures.values():
         assert f["p50_ms"] <= f["p99_ms"] and abs(f["throughput_sprites_per_s"] * f["wall_s"] - f["sprites"]) < 1e-6
-        assert f["cpu_s_per_sprite"] > 0 and 0 <= f["load_1min"][0] <= f["load_1min"][1]  # conditions beside figures
+        # conditions beside figures; CPU time is counted in /proc's 10 ms ticks, so a quick case on the tiny
+        # model on a quiet machine can use less than one tick: recorded, and >= 0 (no assumption of speed)
+        assert f["cpu_s_per_sprite"] >= 0 and 0 <= f["load_1min"][0] <= f["load_1min"][1]
     for ratio in record["ratios"].values():  # over interleaved pairs: a range, not one number
         assert ratio["pairs"] >= 1 and ratio["min"] <= ratio["median"] <= ratio["max"]
     assert Image.open(out.with_suffix(".png")).size[0] > 0
