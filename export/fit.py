@@ -70,10 +70,10 @@ class _Problem:
     def run(self, indices: list[int] | tuple[int, ...]) -> np.ndarray:
         """The deterministic (eta = 0) solver's unclipped final state over `indices`."""
         x, m = self.noise, np.zeros_like(self.noise)
-        zero = np.zeros(1, np.float32)
+        zero, z = np.zeros(1, np.float32), np.zeros_like(self.noise)  # eta = 0: z is read, never used
         for i, i_next, i_last in solver_triples(indices):
             feed = {"x": x, "m": m, "c": self.context, "i": np.array([i]), "i_next": np.array([i_next]),
-                    "i_last": np.array([i_last]), "eta": zero, "z": np.zeros_like(x), "w": zero}
+                    "i_last": np.array([i_last]), "eta": zero, "z": z, "w": zero}
             x, m = self.session.run(None, feed)
         return x
 

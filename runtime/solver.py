@@ -16,11 +16,10 @@ step starting at index i is stream i of the portable generator, as for DDPM and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from collections.abc import Sequence
 
 from spritegen.contract import DPMPP_DEFAULT_STEPS, check_solver_indices, dpmpp_indices, solver_triples
 from spritegen.errors import ExportDirError, InputError, shown
