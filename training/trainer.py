@@ -59,6 +59,19 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lrate * (1 - step / config.steps)
 
 
+@torch.no_grad()
+def update_ema_(ema: nn.Module, model: nn.Module, step_count: int, ema_decay: float) -> None:
+    """EMA of parameters and float buffers (BatchNorm stats) after `step_count` updates, in place;
+    warm-up (decay (1 + n) / (10 + n) while below ema_decay) so early EMAs track; integer buffers copied."""
+    decay = min(ema_decay, (1 + step_count) / (10 + step_count))
+    live = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, value in list(ema.named_parameters()) + list(ema.named_buffers()):
+        if value.dtype.is_floating_point:
+            value.lerp_(live[name].detach(), 1 - decay)
+        else:
+            value.copy_(live[name])
+
+
 class Trainer:
     """Model, EMA copy, optimiser and step counter; `step()` runs one update."""
 
@@ -96,16 +109,8 @@ class Trainer:
         self._update_ema()
         return float(loss.detach())
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        """EMA of parameters and float buffers (BatchNorm stats); warm-up so early EMAs track."""
-        decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
-        live = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        for name, value in list(self.ema.named_parameters()) + list(self.ema.named_buffers()):
-            if value.dtype.is_floating_point:
-                value.lerp_(live[name].detach(), 1 - decay)
-            else:
-                value.copy_(live[name])
+        update_ema_(self.ema, self.model, self.step_count, self.config.ema_decay)
 
     def shipped_model(self) -> nn.Module:
         """The weights to publish: the EMA when enabled, else the trained model."""

@@ -23,13 +23,13 @@ class WandbRun:
     """A thin wrapper: init with the run config, log scalars, log the model artifact."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], mode: str = "auto",
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, job_type: str = "train") -> None:
         import wandb  # imported here: W&B is only needed when training logs
 
         self.mode = resolve_mode(mode)
         self._wandb = wandb
         self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", PROJECT), job_type="train", config=config,
+            project=os.environ.get("WANDB_PROJECT", PROJECT), job_type=job_type, config=config,
             mode=self.mode, dir=os.environ.get("WANDB_DIR", str(run_dir)), id=run_id, resume="allow",
             settings=wandb.Settings(silent=True, console="off"),
         )
