@@ -17,7 +17,7 @@ import typer
 
 from spritegen import __version__
 from spritegen.contract import DDIM_DEFAULT_STEPS, MANIFEST_FILE
-from spritegen.errors import SpriteGenError
+from spritegen.errors import SpriteGenError, UsageError
 from spritegen.export.model import SHORTCUT_SEED_MAX
 from spritegen.export.onnx_export import DEFAULT_OPSET, OPSETS
 
@@ -97,7 +97,7 @@ def export_command(
         _run(source, out, config, opset, fp16, int8, shortcut_seed, loop_steps, log_to_wandb, quiet, fit, fit_seconds)
     except SpriteGenError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
     except KeyboardInterrupt:
         typer.echo(INTERRUPTED, err=True)
         raise typer.Exit(130) from None

@@ -20,10 +20,12 @@ import onnx
 from spritegen import __version__
 from spritegen.contract import (DDIM_DEFAULT_STEPS, FAST_KEY, FP16_UNET_FILE, GRAPHS, INT8_UNET_FILE, MANIFEST_FORMAT,
                                 TORCHSCRIPT_FILE, GraphMeta, ScheduleConfig, ddim_pairs)
-from spritegen.errors import ExportError
+from spritegen.errors import ExportError, UsageError
 from spritegen.export.checkpoint import LoadedCheckpoint, load_checkpoint
 from spritegen.export.checks import Tolerances
 from spritegen.export.fit import fast_section, fit_indices, shipped_section
+from spritegen.export.student import fast_section as student_section
+from spritegen.export.student import read_student
 from spritegen.export.fp16 import to_fp16
 from spritegen.export.graphs import DdimBody, DdimStep, DdpmStep, SolverStep
 from spritegen.export.int8 import CALIBRATION_STEPS, calibration_feeds, to_int8
@@ -123,6 +125,11 @@ def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, o
     loaded = load_checkpoint(source, shortcut_seed=shortcut_seed, api_factory=api_factory, config=config)
     schedule = loaded.schedule
     _check_options(opset, loop_steps, schedule, loaded)
+    student = read_student(loaded.provenance.get("run_config"), loaded.checkpoint_sha256, schedule,
+                           loaded.provenance["config"]["origin"])
+    if student is not None and fit:
+        raise UsageError(f"this checkpoint is a {student['student_steps']}-step distilled student: it runs on its "
+                         "own step indices only, so there is nothing to fit; export it without --fit")
     for note in loaded.notes:
         say(f"note: {note}")
     say(f"loaded ContextUnet{loaded.config.to_dict()} from {loaded.provenance.get('kind')} source "
@@ -134,7 +141,11 @@ def export(source: str | Path | None = None, out: str | Path = DEFAULT_OUT, *, o
         validation = validate(staging, loaded.model, loaded.config, schedule, loop_steps, tolerances, say)
         say("validated every file against eager PyTorch")
         manifest = build_manifest(staging, loaded, schedule, validation=validation, **options)
-        if fit:
+        if student is not None:
+            manifest[FAST_KEY] = student_section(student)
+            say(f"fast sampler: the distilled student's DDIM on its {student['student_steps']} step indices "
+                f"{student['indices']}")
+        elif fit:
             fits = fit_indices(staging / GRAPHS["solver_step"].file, loaded.config, schedule, seconds=fit_seconds, say=say)
             manifest[FAST_KEY] = fast_section(fits)
         elif (shipped := shipped_section(loaded.checkpoint_sha256, schedule)) is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from spritegen.contract import ScheduleConfig, check_solver_indices
-from spritegen.errors import CheckpointError
+from spritegen.errors import CheckpointError, UsageError
 
 DISTILLATION_KEY = "distillation"  # the section's key in a student's config.json
 STUDENT_SOLVER = "ddim"  # the student's sampler: DDIM (first-order DPM-Solver++), eta 0
@@ -34,8 +34,8 @@ def read_student(run_config: dict[str, Any] | None, checkpoint_sha256: str, sche
                  origin: str) -> dict[str, Any] | None:
     """The checked distillation section of `run_config`, or None when the checkpoint is no student.
 
-    CheckpointError (one line) when the section is malformed, or when the weights loaded
-    (`checkpoint_sha256`) are not the ones the distillation wrote (`weights_sha256`).
+    CheckpointError (one line) when the section is malformed; UsageError (the CLIs exit 2) when the
+    weights loaded (`checkpoint_sha256`) are not the ones the distillation wrote (`weights_sha256`).
     """
     if not run_config or DISTILLATION_KEY not in run_config:
         return None
@@ -45,7 +45,7 @@ def read_student(run_config: dict[str, Any] | None, checkpoint_sha256: str, sche
     weights = _sha(section, "weights_sha256", origin)
     _sha(section, "teacher_sha256", origin)
     if weights != checkpoint_sha256:
-        raise CheckpointError(f"{origin} describes a distilled student whose weights have sha256 {weights[:12]}..., "
+        raise UsageError(f"{origin} describes a distilled student whose weights have sha256 {weights[:12]}..., "
                               f"but the checkpoint beside it is {checkpoint_sha256[:12]}...: it is not this "
                               "checkpoint's config; pass the student's own directory, or the teacher without it")
     steps = section.get("student_steps")

@@ -13,9 +13,9 @@ import dataclasses
 import math
 from typing import Any
 
-from spritegen.contract import (FAST_KEY, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig, ScheduleConfig,
+from spritegen.contract import (FAST_KEY, FIRST_ORDER_SOLVERS, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig, ScheduleConfig,
                                 check_solver_indices)
-from spritegen.errors import InputError, shown
+from spritegen.errors import InputError, UsageError, shown
 from spritegen.runtime import limits
 
 _HEX = frozenset("0123456789abcdef")
@@ -143,11 +143,24 @@ class FastSampler:
     eta: float
     default_n: int
     indices: dict[int, tuple[int, ...]]  # network calls -> step indices
+    student: bool = False  # the export's network is a distilled student: only this sampler, only default_n
+
+    @property
+    def first_order(self) -> bool:
+        """Whether every step is first order (i_last = i: contract.FIRST_ORDER_SOLVERS, DDIM)."""
+        return self.solver in FIRST_ORDER_SOLVERS
+
+    def student_only(self) -> UsageError:
+        """The one refusal of anything but `fast` with default_n calls on a student's export."""
+        return UsageError(f"this export holds a {self.default_n}-step distilled student: use --sampler fast "
+                          f"({self.default_n} calls); its weights give sprites on its own step indices only")
 
     def table(self, n: Any) -> tuple[int, ...]:
         """The step indices for `n` network calls (None: default_n); InputError naming the fitted
         call counts for any other n (the one wording of the runtime, the service and its client)."""
         n = self.default_n if n is None else n
+        if self.student and n != self.default_n:
+            raise self.student_only()
         if isinstance(n, bool) or n not in self.indices:
             raise InputError(f"the fast sampler of this export is fitted for n in "
                              f"{', '.join(map(str, self.indices))} network calls, got {shown(n)}; use one of those, "
@@ -180,7 +193,13 @@ def fast_sampler(data: dict[str, Any], timesteps: int) -> FastSampler | None:
     default_n = integer(entry.get("default_n"), f"{FAST_KEY}.default_n", 1, timesteps)
     if default_n not in indices:
         raise FieldError(f"{FAST_KEY}.default_n = {default_n} has no table in {FAST_KEY}.indices")
-    return FastSampler(solver=solver, eta=eta, default_n=default_n, indices=dict(sorted(indices.items())))
+    student = entry.get("student")
+    if student is not None and not isinstance(student, dict):
+        raise FieldError(f"{FAST_KEY}.student must be an object (a distilled student's record), got {_kind(student)}")
+    if student is not None and len(indices) != 1:
+        raise FieldError(f"{FAST_KEY}: a distilled student's section holds one table (its own steps), got {len(indices)}")
+    return FastSampler(solver=solver, eta=eta, default_n=default_n, indices=dict(sorted(indices.items())),
+                       student=student is not None)
 
 
 def checkpoint_digest(data: dict[str, Any]) -> str | None:

@@ -178,6 +178,7 @@ class Sampler:
         """The course's DDPM sampler, T steps. Returns sprites (B, C, H, W) in [-1, 1], or
         (sprites, intermediates) when `save_rate` is given: the unclipped states after the
         steps i with i % save_rate == 0, i == T or i < 8 (contract.ddpm_keeps), (K, B, C, H, W)."""
+        self._refuse_student()
         impl = self._call_impl(impl)
         if impl == "loop":
             raise InputError("impl='loop' exists for deterministic DDIM only (ddim_loop.onnx); "
@@ -208,6 +209,7 @@ class Sampler:
                    impl: str | None = None) -> int:
         """The steps `ddim` with these arguments runs (n=None resolved as `ddim` says); InputError
         for what `ddim` would refuse, so a caller can check before other long work."""
+        self._refuse_student()
         impl = self._call_impl(impl)
         if impl == "loop" and not self.manifest.has("ddim_loop"):
             raise ExportDirError(f"export {self.manifest.directory} has no ddim_loop.onnx; use impl='step'")
@@ -241,11 +243,13 @@ class Sampler:
         by spritegen-export): its solver and eta on the step indices fitted for n network calls
         (default: the export's recommended n). Returns as `dpmpp`."""
         indices, eta = self.check_fast(n=n, save_rate=save_rate, impl=impl)
-        return self._solve(context, indices, eta, noise, step_noise, seed, save_rate, guidance, impl, progress)
+        return self._solve(context, indices, eta, noise, step_noise, seed, save_rate, guidance, impl, progress,
+                           first_order=self.manifest.fast.first_order)
 
     def check_dpmpp(self, *, n: int | None = None, eta: float = 0.0, indices: Sequence[int] | None = None,
                     save_rate: int | None = None, impl: str | None = None) -> tuple[int, ...]:
         """The step indices `dpmpp` with these arguments runs; InputError for what it would refuse."""
+        self._refuse_student()
         self._solver_impl(impl)
         check_number(eta, "eta", upper=1.0)
         check_rate(save_rate)
@@ -262,10 +266,11 @@ class Sampler:
     # ---------------------------------------------------------------- driving
     def _solve(self, context: Context, indices: tuple[int, ...], eta: float, noise: np.ndarray | None,
                step_noise: np.ndarray | None, seed: Seed, save_rate: int | None, guidance: float | None,
-               impl: str | None, progress: Progress | None) -> Result:
-        """A solver run over checked `indices` (dpmpp and fast)."""
+               impl: str | None, progress: Progress | None, first_order: bool = False) -> Result:
+        """A solver run over checked `indices` (dpmpp and fast; `first_order`: DDIM, runtime/solver.py)."""
         impl, rate = self._solver_impl(impl), check_rate(save_rate)
-        plan = self._plan(("solver", indices, eta, rate), lambda: solver_plan(self.manifest.schedule, indices, eta, rate))
+        plan = self._plan(("solver", indices, eta, rate, first_order),
+                          lambda: solver_plan(self.manifest.schedule, indices, eta, rate, first_order))
         return self._sample(plan, "solver_step", impl, context, noise, step_noise, seed, guidance, eta,
                             rate is not None, progress)
 
@@ -353,6 +358,13 @@ class Sampler:
                 self._plans.clear()
             plan = self._plans.setdefault(key, build())
         return plan
+
+    def _refuse_student(self) -> None:
+        """UsageError (an InputError) when the export's network is a distilled student: it gives sprites
+        only with `fast` on its own step indices (FastSampler.student_only says so)."""
+        fast = self.manifest.fast
+        if fast is not None and fast.student:
+            raise fast.student_only()
 
     def _solver_impl(self, impl: str | None) -> str:
         """The step implementation a solver call runs: "step" (solver_step.onnx) or "unet"."""

@@ -86,12 +86,14 @@ def half_log_snr(ab_t: np.ndarray) -> np.ndarray:
         return (0.5 * (np.log(ab) - np.log(1 - ab))).astype(_F)
 
 
-def solver_plan(schedule: Schedule, indices: tuple[int, ...], eta: float, save_rate: int | None) -> Plan:
-    """The steps over `indices` (checked by the caller: T down to 0), eta in [0, 1]."""
+def solver_plan(schedule: Schedule, indices: tuple[int, ...], eta: float, save_rate: int | None,
+                first_order: bool = False) -> Plan:
+    """The steps over `indices` (checked by the caller: T down to 0), eta in [0, 1]; `first_order`:
+    every step first order (i_last = i: DDIM, a distilled student's solver)."""
     T, ab = schedule.config.timesteps, schedule.ab_t
     alpha, sigma, lam = np.sqrt(ab), np.sqrt(_F(1) - ab), half_log_snr(ab)
     eta32 = _F(eta)
-    triples = solver_triples(indices)
+    triples = solver_triples(indices, first_order)
     steps = []
     for k, (i, i_next, i_last) in enumerate(triples, start=1):
         e = alpha[i] * sigma[i_next] / (sigma[i] * alpha[i_next])  # E = e^-h; 0 when i_next = 0

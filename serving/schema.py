@@ -125,11 +125,13 @@ PUBLISHED = "spritegen"  # the model config parameter holding `published(...)`
 def fast_section(fast: Any) -> dict[str, Any] | None:
     """The export's fitted sampler (runtime.manifest_fields.FastSampler, or None) as published JSON:
     its solver, eta, default n and step indices per fitted call count (what a client needs to
-    check n and draw a batch's noise as in-process)."""
+    check n and draw a batch's noise as in-process); "student" when the export's network is a
+    distilled student (then every other sampler is refused, as in-process)."""
     if fast is None:
         return None
-    return {"solver": fast.solver, "eta": fast.eta, "default_n": fast.default_n,
-            "indices": {str(n): list(table) for n, table in fast.indices.items()}}
+    section = {"solver": fast.solver, "eta": fast.eta, "default_n": fast.default_n,
+               "indices": {str(n): list(table) for n, table in fast.indices.items()}}
+    return {**section, "student": {"steps": fast.default_n}} if fast.student else section
 
 
 def served(fast: dict[str, Any] | None) -> tuple[str, ...]:

@@ -147,8 +147,11 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
                                      "fitted for (default: its recommended one)"),
 )}
 
-# Solvers an export's fitted few-step sampler (the manifest's FAST_KEY section) may name.
-SOLVERS = ("dpmpp",)
+# Solvers an export's few-step sampler (the manifest's FAST_KEY section) may name: "dpmpp", DPM-Solver++ 2M
+# on fitted indices; "ddim", first order (DDIM is exactly first-order DPM-Solver++, data prediction), which
+# a distilled student's export names (its weights make one DDIM step per network call on its indices).
+SOLVERS = ("dpmpp", "ddim")
+FIRST_ORDER_SOLVERS = ("ddim",)
 FAST_KEY = "fast"
 # DPM-Solver++ (2M): the default number of network calls (docs/samplers.md has the measured table)
 DPMPP_DEFAULT_STEPS = 10
@@ -164,11 +167,13 @@ def dpmpp_indices(timesteps: int, n: int) -> list[int]:
     return [timesteps * (n - k) // n for k in range(n + 1)]
 
 
-def solver_triples(indices: list[int] | tuple[int, ...]) -> list[tuple[int, int, int]]:
+def solver_triples(indices: list[int] | tuple[int, ...], first_order: bool = False) -> list[tuple[int, int, int]]:
     """(i, i_next, i_last) for each step of a solver run over `indices` (strictly decreasing,
     first T, last 0): the step from i to i_next, i_last the index of the step before (i itself
-    on the first step, which makes that step first order: there is no earlier prediction)."""
-    return [(indices[k], indices[k + 1], indices[max(k - 1, 0)]) for k in range(len(indices) - 1)]
+    on the first step, which makes that step first order: there is no earlier prediction).
+    `first_order`: i_last = i on every step, so every step is first order (DDIM, FIRST_ORDER_SOLVERS)."""
+    return [(indices[k], indices[k + 1], indices[k if first_order else max(k - 1, 0)])
+            for k in range(len(indices) - 1)]
 
 
 def check_solver_indices(indices: object, timesteps: int) -> tuple[int, ...]:

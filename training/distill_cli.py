@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from spritegen.errors import CheckpointError, SpriteGenError
+from spritegen.errors import SpriteGenError, UsageError
 from spritegen.training.distill_config import DistillConfig, DistillUsageError
 from spritegen.wandb_env import MODES
 
@@ -49,4 +49,4 @@ def distill(
         run(config, out, teacher=teacher, teacher_steps=teacher_steps, wandb_mode=wandb_mode)
     except (DistillUsageError, SpriteGenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2 if isinstance(exc, (DistillUsageError, CheckpointError)) else 1) from None
+        raise typer.Exit(2 if isinstance(exc, (DistillUsageError, UsageError)) else 1) from None

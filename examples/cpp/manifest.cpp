@@ -185,9 +185,9 @@ Status read_fast(const Reader& r, const json& doc, int timesteps, Manifest::Fast
   const json* tables = nullptr;
   SPRITEGEN_TRY(r.object(doc, key, "", &entry));
   SPRITEGEN_TRY(r.text(*entry, "solver", key + ".", &out->solver));
-  if (out->solver != "dpmpp")
+  if (out->solver != "dpmpp" && out->solver != "ddim")
     return bad_export(r.where() + " names the fast solver '" + out->solver.substr(0, 40) +
-                      "', but this program implements dpmpp only; use the spritegen version that exported it");
+                      "', but this program implements dpmpp and ddim only; use the spritegen version that exported it");
   double eta = 0.0;
   SPRITEGEN_TRY(r.real(*entry, "eta", key + ".", 0.0, 1.0, &eta, /*closed=*/true));
   out->eta = static_cast<float>(eta);
@@ -202,6 +202,12 @@ Status read_fast(const Reader& r, const json& doc, int timesteps, Manifest::Fast
   SPRITEGEN_TRY(r.integer(*entry, "default_n", key + ".", 1, timesteps, &out->default_n));
   if (!out->indices.count(out->default_n))
     return r.missing(key + ".default_n", " (an n with a table in " + key + ".indices)");
+  const json* student = r.find(*entry, "student");  // a distilled student's record: one table, its own
+  if (student && !student->is_null()) {
+    SPRITEGEN_TRY(r.object(*entry, "student", key + ".", &student));
+    if (out->indices.size() != 1) return r.missing(key + ".indices", " (a distilled student's one table)");
+    out->student = true;
+  }
   return {};
 }
 

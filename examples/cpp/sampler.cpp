@@ -152,12 +152,14 @@ std::vector<Step> steps_for(const Manifest& m, const Options& o) {
     for (int64_t i = m.timesteps; i > 0; --i) steps.push_back({i, i - 1, i, i > 1});
     return steps;
   }
-  if (solver(o)) {  // (i, i_next, i_last): i_last = i on the first step (first order)
+  if (solver(o)) {  // (i, i_next, i_last): i_last = i on the first step, and on every step of DDIM (first order)
     const std::vector<int64_t> indices =
         o.method == Method::fast ? fast_indices(m, o) : dpmpp_indices(m.timesteps, dpmpp_steps(m, o));
     const bool stochastic = run_eta(m, o) > 0.0f;
+    const bool first_order = o.method == Method::fast && m.fast.first_order();
     for (size_t k = 0; k + 1 < indices.size(); ++k)
-      steps.push_back({indices[k], indices[k + 1], indices[k ? k - 1 : 0], stochastic && indices[k + 1] > 0});
+      steps.push_back({indices[k], indices[k + 1], indices[first_order || !k ? k : k - 1],
+                       stochastic && indices[k + 1] > 0});
     return steps;
   }
   const int s = m.timesteps / ddim_steps(m, o);  // the export contract's ddim_pairs, last step clamped to 0
@@ -181,7 +183,17 @@ Status check_fast(const Manifest& m, const Options& o) {
   return {};
 }
 
+// A distilled student's export (manifest fast.student) runs fast with its own call count only
+// (runtime FastSampler.student_only: the same words).
+Status check_student(const Manifest& m, const Options& o) {
+  if (!m.fast.student || (o.method == Method::fast && (o.steps == 0 || o.steps == m.fast.default_n))) return {};
+  const std::string n = std::to_string(m.fast.default_n);
+  return invalid("this export holds a " + n + "-step distilled student: use --sampler fast (" + n +
+                 " calls); its weights give sprites on its own step indices only");
+}
+
 Status check_options(const Manifest& m, const Options& o) {
+  SPRITEGEN_TRY(check_student(m, o));
   const int n = ddim_steps(m, o);
   if (o.method == Method::ddim && (o.steps < 0 || n < 1 || n > m.timesteps))
     return invalid("DDIM needs 1 <= n <= " + std::to_string(m.timesteps) + ", got " + std::to_string(o.steps));

@@ -78,10 +78,12 @@ struct Manifest {
   // The manifest's optional "fast" section (the fitted few-step sampler), checked as the Python
   // runtime checks it (runtime/manifest_fields.py fast_sampler); `indices` empty: none.
   struct Fast {
-    std::string solver;  // "dpmpp", the one solver there is
+    std::string solver;  // "dpmpp" (2M on fitted indices) or "ddim" (first order: a distilled student's)
     float eta = 0.0f;    // 0..1
     int default_n = 0;   // has a table in `indices`
     std::map<int, std::vector<int64_t>> indices;  // n -> [T, ..., 0], n + 1 strictly falling indices
+    bool student = false;  // the network is a distilled student: fast with default_n calls only
+    bool first_order() const { return solver == "ddim"; }  // i_last = i on every step
   } fast;
   std::string checkpoint_sha256;  // provenance.checkpoint_sha256 (or .sha256); empty: not recorded
   std::vector<std::string> class_names;  // in context-vector order

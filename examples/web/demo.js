@@ -117,9 +117,11 @@ function bindControls(gen) {
   const fast = $("sampler").querySelector('option[value="fast"]');
   fast.disabled = !gen.fastSampler;  // an export without "fast" (spritegen-export --fit writes it)
   if (!gen.fastSampler) fast.textContent += ": not in this export";
+  const student = Boolean(gen.fastSampler?.student);  // a distilled student's export: fast only
+  for (const option of $("sampler").options) if (student && option.value !== "fast") option.disabled = true;
   const asked = params.get("sampler");
-  $("sampler").value = asked in SAMPLERS && !(asked === "fast" && !gen.fastSampler) ? asked
-    : gen.fastSampler ? "fast" : "ddim";
+  $("sampler").value = asked in SAMPLERS && !(asked === "fast" && !gen.fastSampler) && !(student && asked !== "fast")
+    ? asked : gen.fastSampler ? "fast" : "ddim";
   const show = () => {
     const allowed = SAMPLERS[$("sampler").value].allowed?.(gen);
     if (allowed) $("steps").value = String(nearest(allowed, Number($("steps").value)));

@@ -28,7 +28,8 @@ const STEP_GRAPHS = {
 /** contract.DPMPP_DEFAULT_STEPS: network calls of dpmpp without n (tests/test_web.py compares). */
 export const DPMPP_DEFAULT_STEPS = 10;
 const FAST_KEY = "fast"; // contract.FAST_KEY: the manifest's fitted few-step sampler
-const SOLVERS = ["dpmpp"]; // contract.SOLVERS
+const SOLVERS = ["dpmpp", "ddim"]; // contract.SOLVERS
+const FIRST_ORDER_SOLVERS = ["ddim"]; // contract.FIRST_ORDER_SOLVERS: i_last = i on every step
 
 /** Every error this module raises: one line that says what is wrong and what to do. */
 export class SpriteGenError extends Error {
@@ -67,9 +68,12 @@ export function dpmppIndices(timesteps, n) {
   return Array.from({ length: n + 1 }, (_, k) => Math.floor((timesteps * (n - k)) / n));
 }
 
-/** contract.solver_triples: (i, i_next, i_last) per step; i_last = i on the first (first order). */
-export function solverTriples(indices) {
-  return indices.slice(0, -1).map((i, k) => [i, indices[k + 1], indices[Math.max(k - 1, 0)]]);
+/**
+ * contract.solver_triples: (i, i_next, i_last) per step; i_last = i on the first (first order), and
+ * on every step with firstOrder (DDIM: a distilled student's solver).
+ */
+export function solverTriples(indices, firstOrder = false) {
+  return indices.slice(0, -1).map((i, k) => [i, indices[k + 1], indices[firstOrder ? k : Math.max(k - 1, 0)]]);
 }
 
 /** The manifest's "fast" section checked as runtime/manifest_fields.fast_sampler checks it, or null. */
@@ -91,7 +95,12 @@ function fastSampler(manifest, url) {
     indices.set(n, table);
   }
   if (!indices.has(entry.default_n)) throw bad(`default_n = ${entry.default_n} has no table in ${FAST_KEY}.indices`);
-  return { solver: entry.solver, eta: entry.eta, defaultN: entry.default_n, indices };
+  const student = entry.student !== undefined && entry.student !== null;
+  if (student && (typeof entry.student !== "object" || Array.isArray(entry.student) || indices.size !== 1)) {
+    throw bad("student must be an object, beside one table (a distilled student's own steps)");
+  }
+  return { solver: entry.solver, eta: entry.eta, defaultN: entry.default_n, indices, student,
+    firstOrder: FIRST_ORDER_SOLVERS.includes(entry.solver) };
 }
 
 async function sha256Hex(bytes) {
@@ -295,6 +304,7 @@ export class SpriteGen {
    */
   async ddim(context, { n = this.loopSteps, eta = 0, seed = 0, noise = null, guidance = 0, impl = "step",
     progress = null } = {}) {
+    this.refuseStudent();
     checkNumber(eta, "eta", 1);
     const pairs = ddimPairs(this.timesteps, n);
     if (impl === "loop") {
@@ -316,6 +326,7 @@ export class SpriteGen {
 
   /** The course's DDPM, T steps (noise on each step but the last). Same result shape as ddim. */
   async ddpm(context, { seed = 0, noise = null, guidance = 0, progress = null } = {}) {
+    this.refuseStudent();
     const plan = [];
     for (let i = this.timesteps; i >= 1; i--) plan.push({ i, extra: {}, noisy: i > 1 });
     return this.run(context, seed, noise, guidance, plan.length, (x, feeds, sizes, draw) =>
@@ -330,6 +341,7 @@ export class SpriteGen {
    */
   async dpmpp(context, { n = Math.min(DPMPP_DEFAULT_STEPS, this.timesteps), eta = 0, seed = 0, noise = null,
     guidance = 0, progress = null } = {}) {
+    this.refuseStudent();
     checkNumber(eta, "eta", 1);
     return this.solve(context, dpmppIndices(this.timesteps, n), eta, seed, noise, guidance, progress);
   }
@@ -346,17 +358,26 @@ export class SpriteGen {
         "spritegen-export --fit, or use the dpmpp sampler");
     }
     const count = n ?? fast.defaultN;
+    if (fast.student && count !== fast.defaultN) this.refuseStudent();
     if (!fast.indices.has(count)) {
       throw new SpriteGenError(`the fast sampler of this export is fitted for n in ${[...fast.indices.keys()].join(", ")} ` +
         `network calls, got ${String(count).slice(0, 20)}; use one of those, or the dpmpp sampler for any n`);
     }
-    return this.solve(context, fast.indices.get(count), fast.eta, seed, noise, guidance, progress);
+    return this.solve(context, fast.indices.get(count), fast.eta, seed, noise, guidance, progress, fast.firstOrder);
   }
 
-  /** A solver_step.onnx run over checked step `indices` (T .. 0): dpmpp and fast. */
-  solve(context, indices, eta, seed, noise, guidance, progress) {
+  /** Python's FastSampler.student_only: a distilled student's export runs fast with its own call count only. */
+  refuseStudent() {
+    const fast = this.fastSampler;
+    if (!fast?.student) return;
+    throw new SpriteGenError(`this export holds a ${fast.defaultN}-step distilled student: use --sampler fast ` +
+      `(${fast.defaultN} calls); its weights give sprites on its own step indices only`);
+  }
+
+  /** A solver_step.onnx run over checked step `indices` (T .. 0): dpmpp and fast (firstOrder: DDIM). */
+  solve(context, indices, eta, seed, noise, guidance, progress, firstOrder = false) {
     const eta32 = Math.fround(eta);
-    const plan = solverTriples(indices).map(([i, iNext, iLast]) =>
+    const plan = solverTriples(indices, firstOrder).map(([i, iNext, iLast]) =>
       ({ i, extra: { i_next: iNext, i_last: iLast, eta: eta32 }, noisy: eta > 0 && iNext > 0 }));
     return this.run(context, seed, noise, guidance, plan.length, (x, feeds, sizes, draw) =>
       this.steps(STEP_GRAPHS.solver, { x, m: new Float32Array(x.length) }, feeds, sizes, plan, draw, progress));
