@@ -33,6 +33,7 @@ class Point:
     kwargs: dict[str, Any] = field(default_factory=dict)
     calls: int | None = None
     note: str = ""
+    export: str | None = None  # None: the measured export; else a benchmarks.student_export key
 
 
 def _ddim(n: int, eta: float) -> Point:
@@ -54,6 +55,10 @@ POINTS: tuple[Point, ...] = (
     *(_dpmpp(n, 0.0) for n in DPMPP_STEPS),
     *(_dpmpp(n, 1.0) for n in DPMPP_STEPS),
     Point("fast", "fast", {}, None, "the export's fitted few-step sampler at its recommended call count"),
+    Point("student-4", "fast", {}, 4, "the bundled 4-step distilled student (export/demo/student) as exported: "
+          "first order, eta 1", export="student"),
+    Point("student-4-eta0", "fast", {}, 4, "the same student, deterministic DDIM (eta 0, what it was distilled for)",
+          export="student-eta0"),
 )
 QUICK = ("ddim-4", "ddim-25", "ddim-5-eta1", "dpmpp-5", "fast")  # --quick: seconds, every kind of row
 

@@ -100,13 +100,14 @@ def score(model, sprites: np.ndarray, target: np.ndarray, real: Gaussian, classe
             "fid": frechet_distance(Gaussian.of(features), real)}
 
 
-def latency(sampler: Sampler, points: list[Point], rounds: int, reps: int) -> dict[str, dict]:
+def latency(samplers: dict[str | None, Sampler], points: list[Point], rounds: int, reps: int) -> dict[str, dict]:
     """Batch-1 time of one sprite per point: `rounds` interleaved rounds, the order rotated
     each round, one warm-up call per point and round (benchmarks.timing)."""
     per_point: dict[str, list[dict]] = {p.label: [] for p in points}
     for r in range(rounds):
         order = points[r % len(points):] + points[:r % len(points)]
         for point in order:
+            sampler = samplers[point.export]
             method, context = getattr(sampler, point.method), sampler.class_names[r % len(sampler.class_names)]
             timing = measure(lambda: method(context, seed=r, **point.kwargs), reps=reps, warmup=1)
             per_point[point.label].append(timing.to_dict())
@@ -124,10 +125,10 @@ def conditions(sampler: Sampler) -> dict:
             "numpy": np.__version__}
 
 
-def measure_points(sampler: Sampler, model, points: list[Point], args: argparse.Namespace, real: Gaussian,
-                   deadline: float) -> list[dict]:
+def measure_points(samplers: dict[str | None, Sampler], model, points: list[Point], args: argparse.Namespace,
+                   real: Gaussian, deadline: float) -> list[dict]:
     """Quality of every point (absent methods and points past the deadline: skipped rows)."""
-    classes = sampler.class_names
+    classes = samplers[None].class_names
     per_class = args.n_sprites // len(classes)
     labels = [name for name in classes for _ in range(per_class)]
     target = np.repeat(np.arange(len(classes)), per_class)
@@ -135,6 +136,9 @@ def measure_points(sampler: Sampler, model, points: list[Point], args: argparse.
     for point in sorted(points, key=_cost):  # cheapest first: --max-minutes cuts the expensive tail
         row = {"label": point.label, "method": point.method, "kwargs": point.kwargs, "note": point.note,
                "calls": point.calls, "run": args.started, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        sampler = samplers[point.export]
+        if point.export:
+            row["checkpoint_sha256"] = sampler.manifest.checkpoint_sha256
         if not hasattr(sampler, point.method):
             rows[point.label] = {**row, "status": "skipped", "reason": f"the runtime has no Sampler.{point.method} (yet)"}
             log(f"{point.label}: skipped (no Sampler.{point.method})")
@@ -172,16 +176,22 @@ def run(args: argparse.Namespace) -> dict:
     points = select(args.only or (QUICK if args.quick else None))
     export_dir = args.export_dir or str(_default_export())
     sampler = Sampler.load(export_dir, impl="step", threads=args.threads)
+    samplers: dict[str | None, Sampler] = {None: sampler}
+    if any(p.export for p in points):
+        from benchmarks.student_export import student_exports
+
+        for key, path in student_exports(say=log).items():
+            samplers[key] = Sampler.load(path, impl="step", threads=args.threads)
     model, judge_report = load_judge(QUICK_JUDGE if args.quick else JudgeSettings(), retrain=args.retrain_judge)
     log(f"judge: held-out accuracy {judge_report['held_out_accuracy']:.4f} "
         f"({'cached' if judge_report['cached'] else 'trained'}: {judge_report['cache_file']})")
     real, floor = real_floor(model, args.n_sprites)
     log(f"real vs real: sprite-FID {floor['fid']:.1f} ({args.n_sprites} vs {args.n_sprites})")
-    rows = measure_points(sampler, model, points, args, real, t0 + 60 * args.max_minutes)
+    rows = measure_points(samplers, model, points, args, real, t0 + 60 * args.max_minutes)
     timed = [p for p, row in zip(points, rows) if row["status"] == "ok"]
     log(f"latency: batch 1, {args.rounds} rounds x {args.reps} sprites per point, {len(timed)} points")
     load_latency = os.getloadavg()
-    for label, figure in latency(sampler, timed, args.rounds, args.reps).items():
+    for label, figure in latency(samplers, timed, args.rounds, args.reps).items():
         next(row for row in rows if row["label"] == label)["latency_ms"] = figure
     return {"format": FORMAT, "mode": "quick" if args.quick else "full", "started": started,
             "seconds": round(time.perf_counter() - t0, 1), "export_dir": export_dir,
