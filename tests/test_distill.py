@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from spritegen.contract import CHECKPOINT_FILE, FAST_KEY, MANIFEST_FILE, ScheduleConfig, dpmpp_indices
 from spritegen.export.checkpoint import load_checkpoint
 from spritegen.export.reference import sample_ddim
+from spritegen.export.student import STUDENT_ETA
 from spritegen.files import sha256_file
 from spritegen.runtime import Sampler
 from spritegen.training.distill import Batch, Coefficients, RoundTrainer, ddim_step, pd_target
@@ -30,6 +31,7 @@ from spritegen.training.distill_config import (DISTILLATION_KEY, LOG_FILE, Disti
                                                halvings)
 from tests.conftest import TINY_CONFIG, built_once
 from tests.models import make_random_model
+from tests.runtime_support import link_export
 from tests.cpp_support import cpp_binary  # noqa: F401 (a fixture)
 from tests.tolerances import CROSS_RUNTIME_ATOL, DISTILL_TARGET_ATOL, SAMPLE_ATOL
 
@@ -127,15 +129,17 @@ def test_distill_writes_the_student_and_its_section(tiny_student: Path) -> None:
     assert any(not torch.equal(v, taught[k]) for k, v in loaded.model.state_dict().items())  # it trained
 
 
-def test_the_export_runs_the_student_as_eager_ddim(tiny_student: Path) -> None:
-    """The manifest's fast section is the student's first-order DDIM on its indices, and the runtime
-    (fused solver_step.onnx and numpy update) gives the eager DDIM-4 of the student's weights."""
+def test_the_export_runs_the_student_as_eager_ddim(tiny_student: Path, tmp_path: Path) -> None:
+    """The manifest's fast section is the student's first-order DDIM on its indices (at the measured
+    STUDENT_ETA), and with eta 0 the runtime (fused solver_step.onnx and numpy update) gives the eager
+    DDIM-4 of the student's weights."""
     manifest = json.loads((tiny_student / "export" / MANIFEST_FILE).read_text())
     fast = manifest[FAST_KEY]
     assert (fast["solver"], fast["eta"], fast["default_n"], fast["indices"]) == \
-        ("ddim", 0.0, 4, {"4": [500, 375, 250, 125, 0]})
+        ("ddim", STUDENT_ETA, 4, {"4": [500, 375, 250, 125, 0]})
     assert fast["student"]["teacher_sha256"] == sha256_file(tiny_student / "teacher" / CHECKPOINT_FILE)
-    sampler = Sampler.load(tiny_student / "export", provider="cpu")
+    fast["eta"] = 0.0  # the deterministic DDIM the student was distilled for: comparable with the eager DDIM
+    sampler = Sampler.load(link_export(tiny_student / "export", tmp_path / "eta0", manifest), provider="cpu")
     context = np.eye(5, dtype=np.float32)[[0, 2, 0]] * np.float32([[1], [1], [0]])  # hero, food, unconditional
     noise = sampler.noise(3, [4, 5, 6])
     want, _ = sample_ddim(load_checkpoint(tiny_student / "student").model, torch.from_numpy(noise),

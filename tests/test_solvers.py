@@ -182,6 +182,9 @@ def test_export_without_fast_section_says_how_to_get_one(export_dir: Path, tmp_p
     ({**GOOD_FAST, "indices": {"3": [T, 300, 150, 40, 0]}}, "must hold 3 + 1 step indices"),
     ({**GOOD_FAST, "indices": {"x" * 10**5: [T, 0]}}, "must hold"),
     ({**GOOD_FAST, "indices": {str(k): [T, 0] for k in range(100)}}, "must hold 1..64 tables"),
+    ({**GOOD_FAST, "student": [1]}, "fast.student must be an object"),
+    ({**GOOD_FAST, "solver": "ddim", "student": {}, "indices": {"4": [T, 300, 150, 40, 0], "1": [T, 0]}},
+     "holds one table"),
 ])
 def test_malformed_fast_section_refused_at_load(export_dir: Path, tmp_path: Path, section: object,
                                                 message: str) -> None:
