@@ -73,6 +73,14 @@ FAST_CALLS = [
     ("fast", ["non-hero", "food"], {"seed": ["12", "13"], "n": 4, "guidance": 2.0}),
 ]
 
+# A distilled student's section as spritegen-export writes it (export/student.py): first-order DDIM
+# (i_last = i on every step) on its own indices, with noise (eta 1); every other sampler is refused.
+STUDENT = {"solver": "ddim", "eta": 1.0, "default_n": 4, "indices": {"4": [500, 375, 250, 125, 0]},
+           "student": {"teacher_sha256": "0" * 64}}
+STUDENT_CALLS = [("fast", ["hero", "spell"], {"seed": ["14", "15"]})]
+STUDENT_REFUSED = "SpriteGenError: this export holds a 4-step distilled student: use --sampler fast (4 calls)"
+BAD_STUDENT_CALLS = [("ddim", "hero", {"seed": "0"}), ("dpmpp", "hero", {"seed": "0"}),
+                     ("fast", "hero", {"seed": "0", "n": 6})]
 
 # Bad input to the module: (context, options, the start of the SpriteGenError message).
 BAD_CALLS = [
@@ -98,7 +106,7 @@ BAD_FAST_CALLS = [
 # Copies of the export the pages load: directory -> (the file it changes, how: one byte
 # flipped or the file left out); fast/ differs only in its manifest (the FAST section).
 COPIES = {"tampered": ("ddim_step.onnx", "flip"), "missing": ("ddim_step.onnx", "drop"),
-          "tampered_solver": ("solver_step.onnx", "flip"), "fast": (None, None)}
+          "tampered_solver": ("solver_step.onnx", "flip"), "fast": (None, None), "student": (None, None)}
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +137,7 @@ def exports(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             (directory / changed).write_bytes(bytes(data))
     manifest = json.loads((root / "fast" / "manifest.json").read_text())
     (root / "fast" / "manifest.json").write_text(json.dumps({**manifest, FAST_KEY: FAST}))
+    (root / "student" / "manifest.json").write_text(json.dumps({**manifest, FAST_KEY: STUDENT}))
     return root
 
 
@@ -160,6 +169,9 @@ def browser_run(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"url": f"{server}?export=export/good/&autorun=0&threads=2", "calls": calls[:1]},
         {"url": f"{server}?export=export/tampered_solver/&autorun=0",  # the page opens ddim_step only
          "calls": [{"method": "dpmpp", "context": "hero", "options": {"seed": "0"}, "expect_error": True}]},
+        {"url": f"{server}?export=export/student/&autorun=0",
+         "calls": [{"method": m, "context": c, "options": o} for m, c, o in STUDENT_CALLS] +
+                  [{"method": m, "context": c, "options": o, "expect_error": True} for m, c, o in BAD_STUDENT_CALLS]},
     ], timeout_s=240)
     report["screenshot"] = shot
     return report
@@ -378,3 +390,12 @@ def test_benchmark_refuses_bad_arguments_in_one_line(tmp_path: Path, capsys) -> 
     assert web.main(["--export-dir", str(tmp_path), "--out", str(tmp_path / "web.json")]) == 2  # no solver_step.onnx
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "has no solver_step.onnx" in error, error
+
+
+def test_a_students_export_runs_first_order_and_refuses_the_rest(browser_run: dict, exports: Path) -> None:
+    """A distilled student's fast section (solver "ddim": first order on every step) gives the Python
+    runtime's sprites; ddim, dpmpp and another call count are refused with the runtime's words."""
+    results = browser_run["pages"][7]["results"]
+    compare(Sampler.load(exports / "student", provider="cpu"), STUDENT_CALLS, results[:len(STUDENT_CALLS)])
+    for answer in (r["error"] for r in results[len(STUDENT_CALLS):]):
+        assert answer is not None and answer.startswith(STUDENT_REFUSED) and "\n" not in answer, answer
