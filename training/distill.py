@@ -28,7 +28,7 @@ from spritegen.contract import ScheduleConfig, dpmpp_indices
 from spritegen.export.reference import sample_dpmpp
 from spritegen.export.schedule import make_schedule
 from spritegen.training.distill_config import DistillConfig, student_grid
-from spritegen.training.trainer import update_ema_
+from spritegen.training.trainer import update_
 
 BANK_BATCH = 250  # teacher samples generated per batch (bounded memory, few Python round trips)
 
@@ -170,15 +170,8 @@ class RoundTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lrate * max(1 - done, 0.0)
         loss = self.loss(batch, self.target(batch))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step_count += 1
-        self._update_ema()
+        self.step_count = update_(self.optimizer, loss, self.ema, self.student, self.step_count, self.config.ema_decay)
         return float(loss.detach())
-
-    def _update_ema(self) -> None:
-        update_ema_(self.ema, self.student, self.step_count, self.config.ema_decay)
 
     def result(self) -> nn.Module:
         """The round's student (the EMA when enabled), in eval mode: the next teacher."""

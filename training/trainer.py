@@ -72,6 +72,16 @@ def update_ema_(ema: nn.Module, model: nn.Module, step_count: int, ema_decay: fl
             value.copy_(live[name])
 
 
+def update_(optimizer: torch.optim.Optimizer, loss: torch.Tensor, ema: nn.Module, model: nn.Module,
+            step_count: int, ema_decay: float) -> int:
+    """One optimiser step on `loss`, then the EMA (update_ema_); returns the new step count."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    update_ema_(ema, model, step_count + 1, ema_decay)
+    return step_count + 1
+
+
 class Trainer:
     """Model, EMA copy, optimiser and step counter; `step()` runs one update."""
 
@@ -102,15 +112,8 @@ class Trainer:
             pred = self.model(x_t, t_in, batch.c)
         loss = F.mse_loss(pred.float(), batch.noise)
         # 3. update, then the EMA
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step_count += 1
-        self._update_ema()
+        self.step_count = update_(self.optimizer, loss, self.ema, self.model, self.step_count, cfg.ema_decay)
         return float(loss.detach())
-
-    def _update_ema(self) -> None:
-        update_ema_(self.ema, self.model, self.step_count, self.config.ema_decay)
 
     def shipped_model(self) -> nn.Module:
         """The weights to publish: the EMA when enabled, else the trained model."""
