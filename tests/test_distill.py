@@ -237,3 +237,21 @@ def test_cpp_runs_the_student_like_python(tiny_student: Path, tmp_path: Path, cp
         refused(run_cpp(cpp_binary, export, *args, "--out-npy", str(tmp_path / "x.npy")), STUDENT_MESSAGE, code=2)
     assert not (tmp_path / "x.npy").exists()
 
+
+
+@pytest.mark.fast
+def test_the_service_publishes_the_student_marker() -> None:
+    """serving.schema.fast_section carries "student", and a client's reading of it (as spritegen.remote
+    reads the published section) refuses every other call count with the runtime's words."""
+    from spritegen.errors import InputError
+    from spritegen.runtime.manifest_fields import fast_sampler
+    from spritegen.serving.schema import fast_section
+
+    section = {"solver": "ddim", "eta": 1.0, "default_n": 4, "indices": {"4": [500, 375, 250, 125, 0]},
+               "student": {"teacher_sha256": "0" * 64}}
+    published = fast_section(fast_sampler({FAST_KEY: section}, 500))
+    assert published["student"] == {"steps": 4} and published["solver"] == "ddim"
+    read = fast_sampler({FAST_KEY: published}, 500)
+    assert read.student and read.first_order and read.table(None) == (500, 375, 250, 125, 0)
+    with pytest.raises(InputError, match="4-step distilled student"):
+        read.table(6)
