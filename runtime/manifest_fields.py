@@ -13,8 +13,8 @@ import dataclasses
 import math
 from typing import Any
 
-from spritegen.contract import (FAST_KEY, FIRST_ORDER_SOLVERS, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig, ScheduleConfig,
-                                check_solver_indices)
+from spritegen.contract import (FAST_KEY, FIRST_ORDER_SOLVERS, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig,
+                                ScheduleConfig, check_solver_indices)
 from spritegen.errors import InputError, UsageError, shown
 from spritegen.runtime import limits
 
