@@ -46,6 +46,7 @@ PATHS = ("torchscript", "unet", "ddpm_step", "ddim_step", "solver_step", "ddim_l
 QUANTITIES = ("eps", "trajectory", "final")
 RUNTIME_IMPL = {"unet": "unet", "ddpm_step": "step", "ddim_step": "step", "solver_step": "step", "ddim_loop": "loop"}
 FP16_PATHS = ("unet_fp16",)
+NETWORK_PATHS = ("torchscript", "unet_fp16")  # network files driven by the reference sampler (run_path)
 FP16_CHAIN_MAX_GUIDANCE = 2.0  # fp16 chains are compared end to end up to this guidance (quantities)
 
 # Blends cycled through for "blend" rows: the seed's example, an even pair, a triple.
@@ -80,16 +81,22 @@ class Case:
         return self.sampler == "ddpm" or self.eta > 0
 
     def quantities(self, path: str) -> tuple[str, ...]:
-        """What `path` is compared on: the loop graph has one call and no intermediates; fp16
-        DDPM and strongly guided fp16 DDIM are compared per call only (see below)."""
+        """What `path` is compared on: the loop graph has one call and no intermediates; the
+        network files are compared per call on DDPM chains (see below), strongly guided fp16
+        DDIM too."""
         if path == "ddim_loop":
             return ("final",)
-        if path in FP16_PATHS and (self.sampler == "ddpm" or self.guidance > FP16_CHAIN_MAX_GUIDANCE):
-            # DDPM's 500 noisy steps amplify fp16 rounding chaotically (measured: 3 of 30
-            # sprites drift by up to 0.89 at batch 30, docs/parity.md), and guidance scales a
-            # chain's errors up to (1 + 2w)-fold (measured: 1.26 on DDIM-25 at w = 3, batch 30),
-            # so there fp16 is held to per-call parity on every reference state, and end to
-            # end for DDIM with w <= FP16_CHAIN_MAX_GUIDANCE only.
+        if path in NETWORK_PATHS and self.sampler == "ddpm":
+            # A network file's chain is the reference sampler's own code with the network swapped:
+            # per call on 64 states spread over the 500 steps (both ends) it is compared as a
+            # network, and its chains are compared end to end in the DDIM and DPM-Solver++ cases.
+            # (fp16 DDPM could not be held to a chain bound anyway: its 500 noisy steps amplify
+            # fp16 rounding chaotically, measured: 3 of 30 sprites drift by up to 0.89 at batch 30.)
+            return ("eps",)
+        if path in FP16_PATHS and self.guidance > FP16_CHAIN_MAX_GUIDANCE:
+            # guidance scales a chain's errors up to (1 + 2w)-fold (measured: 1.26 on DDIM-25 at
+            # w = 3, batch 30), so there fp16 is held to per-call parity on every reference state,
+            # and end to end for DDIM with w <= FP16_CHAIN_MAX_GUIDANCE only.
             return ("eps",)
         return QUANTITIES
 
@@ -256,7 +263,7 @@ class Export:
 
 def run_path(export: Export, path: str, case: Case, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
     """(final sprites, every intermediate or None) of `path` on `case`."""
-    if path in ("torchscript", "unet_fp16"):
+    if path in NETWORK_PATHS:
         with torch.no_grad():
             return run_reference_sampler(export.net(path), case, inputs, export.timesteps)
     noise = inputs.noise.numpy()
