@@ -65,14 +65,19 @@ os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into the node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep what shares a costly in-process cache on one xdist worker (`--dist loadgroup`):
-    a test that declares `xdist_group` keeps it; the parity matrix groups by case (a case's
-    reference run and path runs are computed once, tests/parity_matrix.py's Matrix)."""
+    """Keep what shares a costly fixture or cache on one xdist worker (`--dist loadgroup`): a
+    test that declares `xdist_group` keeps it; the parity matrix groups by case (a case's
+    reference run and path runs are computed once, tests/parity_matrix.py's Matrix); every
+    other test groups by module, because a module-scoped fixture (a Triton server, a browser
+    page, a benchmark run) is made once per worker that runs the module: spread over two
+    workers, each would start its own."""
     for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
         callspec = getattr(item, "callspec", None)
         case = callspec.params.get("case") if callspec else None
-        if item.get_closest_marker("xdist_group") is None and hasattr(case, "id"):
-            item.add_marker(pytest.mark.xdist_group(f"parity-{case.id}"))
+        group = f"parity-{case.id}" if hasattr(case, "id") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
