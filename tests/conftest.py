@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from spritegen.contract import ModelConfig
-
 if TYPE_CHECKING:
     from spritegen.runtime import Sampler
 
@@ -65,15 +63,21 @@ TORCH_THREADS = _torch_threads()
 os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into the node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep what shares a costly in-process cache on one xdist worker (`--dist loadgroup`):
-    a test that declares `xdist_group` keeps it; the parity matrix groups by case (a case's
-    reference run and path runs are computed once, tests/parity_matrix.py's Matrix)."""
+    """Keep what shares a costly fixture or cache on one xdist worker (`--dist loadgroup`): a
+    test that declares `xdist_group` keeps it; the parity matrix groups by case (a case's
+    reference run and path runs are computed once, tests/parity_matrix.py's Matrix); every
+    other test groups by module, because a module-scoped fixture (a Triton server, a browser
+    page, a benchmark run) is made once per worker that runs the module: spread over two
+    workers, each would start its own."""
     for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
         callspec = getattr(item, "callspec", None)
         case = callspec.params.get("case") if callspec else None
-        if item.get_closest_marker("xdist_group") is None and hasattr(case, "id"):
-            item.add_marker(pytest.mark.xdist_group(f"parity-{case.id}"))
+        group = f"parity-{case.id}" if hasattr(case, "id") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
@@ -160,19 +164,11 @@ def course_export(tmp_path_factory: pytest.TempPathFactory, course_run_dir: Path
     return _export_once(tmp_path_factory, "course_export", course_run_dir, fp16=True)
 
 
-# The small ContextUnet of tiny_export: the course's sprites, classes and schedule (every
-# graph's inputs and outputs as the course model's), an eighth of its features, so each
-# network call costs a small fraction of the course model's.
-TINY_CONFIG = ModelConfig(n_feat=8)
-
-
 def _write_tiny_export(folder: Path) -> None:
-    import torch
-
     from spritegen.export.exporter import export
-    from tests.models import make_random_model
+    from tests.models import write_tiny_checkpoint
 
-    torch.save(make_random_model(seed=8, config=TINY_CONFIG).state_dict(), folder / "context_model.pth")
+    write_tiny_checkpoint(folder / "context_model.pth")
     # --fit with a short bound: the export carries a fitted few-step sampler like the demo's, made by
     # the exporter's own fitting path (its tables' quality on a random model means nothing)
     export(folder / "context_model.pth", folder / "export", fp16=True, int8=True, fit=True, fit_seconds=5)
@@ -180,7 +176,7 @@ def _write_tiny_export(folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A validated export of a tiny random ContextUnet (TINY_CONFIG) with unet_fp16.onnx,
+    """A validated export of a tiny random ContextUnet (tests.models.TINY_CONFIG) with unet_fp16.onnx,
     unet_int8.onnx and a fitted few-step sampler (--fit), built once per run; never alter it."""
     return built_once(tmp_path_factory, "tiny_export", _write_tiny_export) / "export"
 

@@ -21,9 +21,14 @@ BUILD = Path(os.environ.get("SPRITEGEN_CPP_BUILD", REPO / "build" / "cpp"))
 
 @pytest.fixture(scope="session")
 def cpp_binary() -> Path:
-    """spritegen_cpp, built (or brought up to date) by the setup script CI runs."""
-    proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "SPRITEGEN_CPP_BUILD": str(BUILD), "PYTHON": sys.executable})
+    """spritegen_cpp, built (or brought up to date) by the setup script CI runs; one process
+    at a time (pytest-xdist's workers would otherwise configure the same build folder at once)."""
+    from filelock import FileLock
+
+    BUILD.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(BUILD.parent / f"{BUILD.name}.lock")):
+        proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "SPRITEGEN_CPP_BUILD": str(BUILD), "PYTHON": sys.executable})
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.fail(f"cannot build the C++ example with {SETUP.name}: {reason}\n{proc.stderr[-2000:]}",

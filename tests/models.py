@@ -38,3 +38,16 @@ def make_random_model(seed: int = 1234, config: ModelConfig = ModelConfig()) -> 
 def course_state_dict(model: ContextUnet) -> dict[str, torch.Tensor]:
     """The state_dict as the course saves it: no pinned shortcut keys."""
     return {k: v for k, v in model.state_dict().items() if k not in SHORTCUT_KEYS}
+
+
+# The small ContextUnet of conftest's tiny_export (and the parity matrix's "tiny" checkpoint): the
+# course's sprites, classes and schedule (every graph's inputs and outputs as the course model's),
+# an eighth of its features, so each network call costs a small fraction of the course model's.
+TINY_CONFIG = ModelConfig(n_feat=8)
+TINY_SEED = 8
+
+
+def write_tiny_checkpoint(path) -> None:
+    """The tiny model's weights (TINY_CONFIG, seeded TINY_SEED) as a bare state_dict at `path`."""
+    torch.save(make_random_model(seed=TINY_SEED, config=TINY_CONFIG).state_dict(), path)
+

@@ -46,6 +46,7 @@ PATHS = ("torchscript", "unet", "ddpm_step", "ddim_step", "solver_step", "ddim_l
 QUANTITIES = ("eps", "trajectory", "final")
 RUNTIME_IMPL = {"unet": "unet", "ddpm_step": "step", "ddim_step": "step", "solver_step": "step", "ddim_loop": "loop"}
 FP16_PATHS = ("unet_fp16",)
+NETWORK_PATHS = ("torchscript", "unet_fp16")  # network files driven by the reference sampler (run_path)
 FP16_CHAIN_MAX_GUIDANCE = 2.0  # fp16 chains are compared end to end up to this guidance (quantities)
 
 # Blends cycled through for "blend" rows: the seed's example, an even pair, a triple.
@@ -60,7 +61,7 @@ BLENDS: tuple[dict[str, float], ...] = (
 class Case:
     """One row of the matrix (module doc)."""
 
-    checkpoint: str  # "bundled" (the demo) or "course" (course format: no shortcut, run config)
+    checkpoint: str  # "bundled" (the demo), "course" (course format: no shortcut, run config) or "tiny" (n_feat 8)
     sampler: str  # "ddpm" (T steps), "ddim" or "dpmpp" (DPM-Solver++ 2M over contract.dpmpp_indices)
     n: int  # DDIM steps / DPM-Solver++ calls; T for DDPM
     batch: int
@@ -68,7 +69,6 @@ class Case:
     guidance: float  # classifier-free guidance weight, 0 = off
     eta: float  # DDIM / DPM-Solver++ eta, 0 = deterministic; > 0 gets injected step noise
     paths: tuple[str, ...]
-    slow: bool = False  # DDPM-500 at batch 30: behind @pytest.mark.slow (CI still runs it)
 
     @property
     def id(self) -> str:
@@ -81,23 +81,27 @@ class Case:
         return self.sampler == "ddpm" or self.eta > 0
 
     def quantities(self, path: str) -> tuple[str, ...]:
-        """What `path` is compared on: the loop graph has one call and no intermediates;
-        slow cases skip the per-call replay (their trajectories are compared in full); fp16
-        DDPM and strongly guided fp16 DDIM are compared per call only (see below)."""
+        """What `path` is compared on: the loop graph has one call and no intermediates; the
+        network files are compared per call on DDPM chains (see below), strongly guided fp16
+        DDIM too."""
         if path == "ddim_loop":
             return ("final",)
-        if path in FP16_PATHS and (self.sampler == "ddpm" or self.guidance > FP16_CHAIN_MAX_GUIDANCE):
-            # DDPM's 500 noisy steps amplify fp16 rounding chaotically (measured: 3 of 30
-            # sprites drift by up to 0.89 at batch 30, docs/parity.md), and guidance scales a
-            # chain's errors up to (1 + 2w)-fold (measured: 1.26 on DDIM-25 at w = 3, batch 30),
-            # so there fp16 is held to per-call parity on every reference state, and end to
-            # end for DDIM with w <= FP16_CHAIN_MAX_GUIDANCE only.
+        if path in NETWORK_PATHS and self.sampler == "ddpm":
+            # A network file's chain is the reference sampler's own code with the network swapped:
+            # per call on 64 states spread over the 500 steps (both ends) it is compared as a
+            # network, and its chains are compared end to end in the DDIM and DPM-Solver++ cases.
+            # (fp16 DDPM could not be held to a chain bound anyway: its 500 noisy steps amplify
+            # fp16 rounding chaotically, measured: 3 of 30 sprites drift by up to 0.89 at batch 30.)
             return ("eps",)
-        return QUANTITIES[1:] if self.slow else QUANTITIES
+        if path in FP16_PATHS and self.guidance > FP16_CHAIN_MAX_GUIDANCE:
+            # guidance scales a chain's errors up to (1 + 2w)-fold (measured: 1.26 on DDIM-25 at
+            # w = 3, batch 30), so there fp16 is held to per-call parity on every reference state,
+            # and end to end for DDIM with w <= FP16_CHAIN_MAX_GUIDANCE only.
+            return ("eps",)
+        return QUANTITIES
 
 
 _DDPM = ("torchscript", "unet", "ddpm_step", "unet_fp16")
-_DDPM_RUNTIME = ("unet", "ddpm_step")  # the runtime's DDPM paths (Sampler impl "unet" / "step")
 _DDIM = ("torchscript", "unet", "ddim_step", "unet_fp16")
 _LOOP = ("ddim_loop",)  # deterministic DDIM with the export's ddim_loop_steps (25)
 _DPMPP = ("unet", "solver_step")  # the runtime's DPM-Solver++ paths (the network files meet DDIM and DDPM above)
@@ -113,10 +117,10 @@ CASES: tuple[Case, ...] = (
     Case("bundled", "ddim", 500, 1, "zero", 0.0, 0.0, _DDIM),
     Case("bundled", "ddim", 25, 30, "mixed", 3.0, 0.0, _DDIM + _LOOP),
     Case("bundled", "ddpm", 500, 1, "one-hot", 2.0, 0.0, _DDPM),
-    # The network files (torchscript, unet_fp16) compute the same eps whichever sampler drives
-    # them, and meet batch 30 in the DDIM-25 case above: DDPM-500 at batch 30 (the slowest case,
-    # ~5 paths x 500 calls of 30 rows) runs the runtime's own DDPM paths only.
-    Case("bundled", "ddpm", 500, 30, "mixed", 0.0, 0.0, _DDPM_RUNTIME, slow=True),
+    # DDPM-500 at batch 30: 500 calls of 30 rows per path, on the tiny model (an eighth of the
+    # features: the same graphs, ops and batch handling at a small fraction of the cost; the trained
+    # and course checkpoints run DDPM-500 at batch 1 and 7 above and below)
+    Case("tiny", "ddpm", 500, 30, "mixed", 0.0, 0.0, _DDPM),
     Case("course", "ddim", 25, 7, "mixed", 1.0, 0.0, _DDIM + _LOOP),
     Case("course", "ddim", 7, 1, "blend", 0.0, 0.8, _DDIM),
     Case("course", "ddpm", 500, 7, "mixed", 0.0, 0.0, _DDPM),
@@ -259,7 +263,7 @@ class Export:
 
 def run_path(export: Export, path: str, case: Case, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
     """(final sprites, every intermediate or None) of `path` on `case`."""
-    if path in ("torchscript", "unet_fp16"):
+    if path in NETWORK_PATHS:
         with torch.no_grad():
             return run_reference_sampler(export.net(path), case, inputs, export.timesteps)
     noise = inputs.noise.numpy()

@@ -226,6 +226,19 @@ def counters(server: Server, model: str = "spritegen_ddim") -> dict[str, float]:
             "executions": total("nv_inference_exec_count")}
 
 
+def counted(server: Server, before: dict[str, float], model: str = "spritegen_ddim", **deltas: float) -> dict[str, float]:
+    """`counters` once each named counter has grown by at least its delta since `before`.
+    Triton counts a request after its response is on its way, so a client holding every answer
+    can read the counters before they move: this waits (bounded) for the counts the caller
+    expects, and the caller asserts them exactly (a count past the expected one still fails)."""
+    deadline = time.monotonic() + STARTED_BOUND_S
+    while True:
+        now = counters(server, model)
+        if all(now[name] - before[name] >= delta for name, delta in deltas.items()) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.01)
+
+
 @contextmanager
 def holding(server: Server, kind: str = "ddim") -> Iterator[concurrent.futures.ThreadPoolExecutor]:
     """A pool whose first job is a long `kind` request the service reports in flight: requests

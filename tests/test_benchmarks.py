@@ -165,7 +165,7 @@ def test_rounds_merge_so_one_slow_round_moves_no_figure() -> None:
     assert _merged([unavailable]) == unavailable
 
 
-def test_gpu_script_runs_its_call_sequence_on_the_cpu(export_dir: Path, tmp_path: Path) -> None:
+def test_gpu_script_runs_its_call_sequence_on_the_cpu(tiny_export: Path, tmp_path: Path) -> None:
     """benchmarks/gpu.sh is meant for a lent GPU machine, as a sequence of calls; on a CPU
     (DEVICE=cpu QUICK=1) it runs every step it would run there. A small wheel travels in two
     calls: the first only stashes its part and ends; the second installs the wheel, reports
@@ -176,7 +176,7 @@ def test_gpu_script_runs_its_call_sequence_on_the_cpu(export_dir: Path, tmp_path
     record = gpu_pack.split([make_wheel(tmp_path)], tmp_path / "pack", 250_000, 250_000)
     assert len(record["calls"]) == 2
     out, site = tmp_path / "gpu-out", tmp_path / "site"
-    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "OUT": str(out), "EXPORT_DIR": str(export_dir),
+    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "OUT": str(out), "EXPORT_DIR": str(tiny_export),
            "PYTHON": sys.executable, "BACKENDS": "eager,ort-step", "SITE": str(site),
            "SPRITEGEN_GPU_STASH": str(tmp_path / "store"), "TESTS": "1",
            "TEST_FILES": "tests/test_device_thread.py::test_one_device_thread_per_gpu"}

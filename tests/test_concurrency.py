@@ -57,8 +57,9 @@ _NO_CUDA = "CUDAExecutionProvider" not in ort.get_available_providers()
 
 @pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     _NO_CUDA, reason="needs onnxruntime-gpu and a GPU"))])
-def shared_sampler(course_export: Path, request: pytest.FixtureRequest) -> Sampler:
-    return Sampler.load(course_export, provider=request.param)
+def shared_sampler(tiny_export: Path, request: pytest.FixtureRequest) -> Sampler:
+    """The tiny model's export: sharing is about workspaces and sessions, not the model's size."""
+    return Sampler.load(tiny_export, provider=request.param)
 
 
 def test_eight_threads_get_what_they_get_alone(shared_sampler: Sampler) -> None:

@@ -23,7 +23,7 @@ import pytest
 from spritegen.client import Client, ServerBusy
 from spritegen.errors import InputError
 from spritegen.runtime import Sampler
-from tests.serving_support import (STARTED_BOUND_S, Server, counters, holding, one, ours, post, running_server,
+from tests.serving_support import (STARTED_BOUND_S, Server, counted, counters, holding, one, ours, post, running_server,
                                    wait_in_flight, wait_queued)
 from tests.tolerances import BATCHING_ATOL
 
@@ -56,7 +56,7 @@ def test_batching_does_not_change_answers(served: Server, sampler: Sampler) -> N
         futures = [pool.submit(one, served, contexts[k], seeds[k]) for k in range(8)]
         wait_queued(served, 8)
     answers = [f.result() for f in futures]
-    after = counters(served)
+    after = counted(served, before, success=9, executions=2)
     assert after["success"] - before["success"] == 9
     assert after["executions"] - before["executions"] == 2  # the long one, then all 8 in one call
     worst = 0.0
@@ -102,7 +102,7 @@ def test_few_step_requests_with_different_arguments_are_not_merged(served: Serve
         futures = [pool.submit(one, served, "food", 30 + k, kind="dpmpp", **p) for k, p in enumerate(cases)]
         wait_queued(served, len(cases), "spritegen_dpmpp")
         fast = pool.submit(one, served, "food", 30, kind="fast").result(timeout=STARTED_BOUND_S)
-    assert counters(served, "spritegen_dpmpp")["executions"] - before["executions"] == 2
+    assert counted(served, before, "spritegen_dpmpp", executions=2)["executions"] - before["executions"] == 2
     for k, (params, future) in enumerate(zip(cases, futures)):
         local = sampler.dpmpp(["food"], seed=30 + k, **params)
         assert np.abs(future.result().sprites - local).max() <= BATCHING_ATOL, params
@@ -238,7 +238,7 @@ def test_bad_request_batched_with_good_ones_spoils_nothing(served: Server, sampl
         futures = [pool.submit(one, served, ctx, 9, n=3) if ctx != "dragon" else pool.submit(_raw_json, served, ctx)
                    for ctx in contexts]
         wait_queued(served, 4)
-    assert counters(served)["executions"] - before["executions"] == 2  # the long one, then the four together
+    assert counted(served, before, executions=2)["executions"] - before["executions"] == 2  # the long one, then the four together
     for ctx, future in zip(contexts, futures):
         if ctx == "dragon":
             status, answer = future.result()
