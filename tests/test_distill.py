@@ -29,8 +29,8 @@ from spritegen.runtime import Sampler
 from spritegen.training.distill import Batch, Coefficients, RoundTrainer, ddim_step, pd_target
 from spritegen.training.distill_config import (DISTILLATION_KEY, LOG_FILE, DistillConfig, DistillUsageError,
                                                halvings)
-from tests.conftest import TINY_CONFIG, built_once
-from tests.models import make_random_model
+from tests.conftest import built_once
+from tests.models import TINY_CONFIG, make_random_model, write_tiny_checkpoint
 from tests.runtime_support import link_export
 from tests.cpp_support import cpp_binary  # noqa: F401 (a fixture)
 from tests.tolerances import CROSS_RUNTIME_ATOL, DISTILL_TARGET_ATOL, SAMPLE_ATOL
@@ -46,7 +46,7 @@ def _build_student(folder: Path) -> None:
     from spritegen.training.distill_run import distill
 
     (folder / "teacher").mkdir()
-    torch.save(make_random_model(seed=8, config=TINY_CONFIG).state_dict(), folder / "teacher" / CHECKPOINT_FILE)
+    write_tiny_checkpoint(folder / "teacher" / CHECKPOINT_FILE)
     distill(TINY_DISTILL, folder / "student", teacher=str(folder / "teacher"), wandb_mode="disabled")
     export(folder / "student", folder / "export")
 
