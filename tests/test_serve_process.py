@@ -31,10 +31,21 @@ def test_sigkill_takes_triton_and_its_stubs_along(export_dir: Path, tmp_path: Pa
         while alive := [pid for pid in children if _running(pid)]:
             assert time.monotonic() < deadline, f"still alive after the serve process died: {alive}"
             time.sleep(0.1)
-    for port in (server.http, server.grpc):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    while busy := [port for port in (server.http, server.grpc) if not _bindable(port)]:
+        # a socket closes when the last process holding it has gone, which the kernel may finish
+        # after the processes above are reaped: wait for that state, bounded
+        assert time.monotonic() < deadline, f"ports {busy} still in use after the serve process died"
+        time.sleep(0.1)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
             probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _comm(pid: int) -> str:
