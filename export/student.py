@@ -16,6 +16,7 @@ from typing import Any
 
 from spritegen.contract import ScheduleConfig, check_solver_indices
 from spritegen.errors import CheckpointError, UsageError
+from spritegen.files import is_sha256
 
 DISTILLATION_KEY = "distillation"  # the section's key in a student's config.json
 STUDENT_SOLVER = "ddim"  # the student's sampler: DDIM (first-order DPM-Solver++)
@@ -23,12 +24,11 @@ STUDENT_SOLVER = "ddim"  # the student's sampler: DDIM (first-order DPM-Solver++
 # better than the deterministic 0 it was distilled for, on the bundled student (docs/samplers.md:
 # sprite-FID 59.9 vs 76.1, class accuracy 0.958 vs 0.920, 500 sprites)
 STUDENT_ETA = 1.0
-SHA_LENGTH = 64
 
 
 def _sha(section: dict[str, Any], key: str, origin: str) -> str:
     value = section.get(key)
-    if not isinstance(value, str) or len(value) != SHA_LENGTH or any(ch not in "0123456789abcdef" for ch in value):
+    if not is_sha256(value):
         raise CheckpointError(f"{origin}: {DISTILLATION_KEY}.{key} must be a 64-digit hex sha256, got "
                               f"{str(value)[:80]!r}; it is not a student's config written by distill")
     return value

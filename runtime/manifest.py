@@ -34,7 +34,7 @@ import numpy as np
 from spritegen.contract import (GRAPHS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_NOISE_KEY, NOISE, GraphMeta,
                                 ModelConfig, ScheduleConfig)
 from spritegen.errors import ExportDirError, shown
-from spritegen.files import read_regular_file
+from spritegen.files import is_sha256, read_regular_file
 from spritegen.jsonfile import parse_json
 from spritegen.runtime import artifact, limits
 from spritegen.runtime.manifest_fields import (FastSampler, FieldError, checkpoint_digest, fast_sampler, files, loop_steps,
@@ -219,8 +219,7 @@ def _graph_checkpoint(metadata: dict[str, str], file: str) -> str | None:
     if digest is None and GraphMeta.SOURCE in metadata:
         source = _meta_json(metadata[GraphMeta.SOURCE], file, GraphMeta.SOURCE)
         digest = (source.get(GraphMeta.CHECKPOINT_SHA256) or source.get("sha256")) if isinstance(source, dict) else None
-    if digest is not None and not (isinstance(digest, str) and len(digest) == 64
-                                   and all(c in "0123456789abcdef" for c in digest)):
+    if digest is not None and not is_sha256(digest):
         raise ExportDirError(f"{file} records checkpoint sha256 {str(digest)[:80]!r}, not 64 hex digits; re-export")
     return digest
 

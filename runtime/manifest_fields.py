@@ -16,9 +16,9 @@ from typing import Any
 from spritegen.contract import (FAST_KEY, FIRST_ORDER_SOLVERS, MODEL_LIMITS, SOLVERS, UNCONDITIONAL, ModelConfig,
                                 ScheduleConfig, check_solver_indices)
 from spritegen.errors import InputError, UsageError, shown
+from spritegen.files import is_sha256
 from spritegen.runtime import limits
 
-_HEX = frozenset("0123456789abcdef")
 
 
 class FieldError(ValueError):
@@ -215,7 +215,7 @@ def checkpoint_digest(data: dict[str, Any]) -> str | None:
 
 
 def hex_digest(value: Any, name: str) -> str:
-    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX:
+    if not is_sha256(value):
         raise FieldError(f"{name} must be 64 lowercase hex digits, got {_show(value)}")
     return value
 

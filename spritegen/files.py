@@ -26,6 +26,8 @@ from pathlib import Path
 
 from spritegen.errors import OutputError, SpriteGenError
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
 _DEFAULT_UMASK = 0o022
 
 
@@ -98,6 +100,12 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_sha256(value: object) -> bool:
+    """Whether `value` is a sha256 as sha256_file writes it (64 lowercase hex digits): what a
+    manifest, a graph's metadata or a student's config may record, checked before it is trusted."""
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX_DIGITS
 
 
 def read_regular_file(path: str | Path, max_bytes: int, error: type[SpriteGenError], what: str) -> bytes:

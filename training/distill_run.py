@@ -12,6 +12,7 @@ A run is not resumable: a directory that already holds a student is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from spritegen.contract import CHECKPOINT_FILE
 from spritegen.errors import SpriteGenError
 from spritegen.export.checkpoint import LoadedCheckpoint, load_checkpoint
 from spritegen.export.run_config import RUN_CONFIG_FILE
-from spritegen.export.student import read_student
+from spritegen.export.student import STUDENT_SOLVER, read_student
 from spritegen.files import atomic_write, sha256_file, write_text_atomic
 from spritegen.training.distill import Coefficients, RoundTrainer, draw_batch, make_bank
 from spritegen.training.distill_config import (DISTILLATION_KEY, LOG_FILE, LOSS, METHOD, TARGET, DistillConfig,
@@ -63,7 +64,7 @@ def load_teacher(source: str | None, requested_steps: int | None,
     student = read_student(loaded.provenance.get("run_config"), loaded.checkpoint_sha256, loaded.schedule,
                            f"the teacher's {RUN_CONFIG_FILE}")
     steps = teacher_steps_for(student, requested_steps, config.teacher_steps)
-    config = DistillConfig(**{**config.__dict__, "teacher_steps": steps}).validate()
+    config = dataclasses.replace(config, teacher_steps=steps).validate()
     check_grid_fits(loaded.schedule, config.teacher_steps)
     return loaded, config, student
 
@@ -168,7 +169,7 @@ def distill(config: DistillConfig, out: Path, *, teacher: str | None = None, tea
         log.record({"round_done": index + 1, **rounds[-1]})
         model = trainer.result()
     section = {
-        "method": METHOD, "target": TARGET, "loss": LOSS, "sampler": "ddim", "eta": 0.0,
+        "method": METHOD, "target": TARGET, "loss": LOSS, "sampler": STUDENT_SOLVER, "eta": 0.0,
         "student_steps": config.student_steps, "indices": student_grid(loaded.schedule.timesteps, config.student_steps),
         "teacher_sha256": loaded.checkpoint_sha256, "teacher_source": loaded.provenance.get("kind"),
         "teacher_steps": config.teacher_steps, "teacher_is_student": teacher_student is not None,
