@@ -201,6 +201,40 @@ def test_students_config_beside_other_weights_and_fit_are_refused(tiny_student: 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("edit, needle", [
+    (lambda section: "a string", "distillation must be an object"),
+    (lambda section: {**section, "teacher_sha256": "zz"}, "teacher_sha256 must be a 64-digit hex sha256"),
+    (lambda section: {**section, "indices": [500, 0, 3]}, "distillation.indices"),
+    (lambda section: {**section, "student_steps": 3}, "student_steps must be the number of steps"),
+])
+def test_a_malformed_distillation_section_is_one_line(tiny_student: Path, tmp_path: Path, edit, needle: str) -> None:
+    """The exporter reads a student's config.json section before trusting it: each malformed field is
+    one error line (exit 1, a bad file rather than a bad option), and nothing is written."""
+    student = tmp_path / "student"
+    shutil.copytree(tiny_student / "student", student)
+    config = json.loads((student / "config.json").read_text())
+    config[DISTILLATION_KEY] = edit(config[DISTILLATION_KEY])
+    (student / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "export"
+    _one_line(_export_cli(student, "--out", out), 1, needle)
+    assert not out.exists()
+
+
+def test_distill_refuses_bad_options_before_writing(tiny_student: Path, tmp_path: Path) -> None:
+    """An unknown --wandb mode, and an --out that already holds a run: exit 2, one line, the run untouched."""
+    from spritegen.training.distill_cli import app
+
+    def run(*args: object):
+        return CliRunner().invoke(app, [*map(str, args)], catch_exceptions=False)
+
+    out = tmp_path / "run"
+    _one_line(run("--out", out, "--wandb", "sometimes"), 2, "--wandb must be one of")
+    assert not out.exists()
+    before = sha256_file(tiny_student / "student" / CHECKPOINT_FILE)
+    _one_line(run("--out", tiny_student / "student", "--wandb", "disabled"), 2, "already holds a distillation run")
+    assert sha256_file(tiny_student / "student" / CHECKPOINT_FILE) == before
+
+
 def test_distill_refuses_a_teacher_that_cannot_teach(tiny_student: Path, tmp_path: Path) -> None:
     """A student teacher on another grid than asked, a student config beside other weights, an odd halving."""
     from spritegen.training.distill_cli import app
